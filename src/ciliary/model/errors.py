@@ -1,0 +1,73 @@
+"""Validation issues with their location: file, document, object, field path, line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+Path = tuple[str | int, ...]
+
+
+def format_path(path: Path) -> str:
+    """`("spec", "egress", 1, "toPorts")` -> `spec.egress[1].toPorts`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One thing wrong with the input, located precisely enough to fix it."""
+
+    file: str
+    line: int | None
+    document: int | None
+    object: str | None
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "document": self.document,
+            "object": self.object,
+            "field": self.field,
+            "message": self.message,
+        }
+
+    def __str__(self) -> str:
+        loc = self.file
+        if self.line is not None:
+            loc += f":{self.line}"
+        parts = [loc]
+        if self.document is not None:
+            parts.append(f"document {self.document}")
+        if self.object:
+            parts.append(self.object)
+        head = ", ".join(parts)
+        where = f"{self.field}: " if self.field else ""
+        return f"{head}: {where}{self.message}"
+
+
+@dataclass
+class LoadError(Exception):
+    """Raised when any input is invalid; nothing is loaded."""
+
+    issues: list[ValidationIssue] = field(default_factory=list)
+
+    def __init__(self, issues: Iterable[ValidationIssue]) -> None:
+        self.issues = sorted(
+            issues, key=lambda i: (i.file, i.document or 0, i.line or 0, i.field)
+        )
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        n = len(self.issues)
+        head = f"{n} error{'s' if n != 1 else ''}"
+        return head + ":\n" + "\n".join(f"  {i}" for i in self.issues)

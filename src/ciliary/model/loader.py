@@ -1,0 +1,238 @@
+"""Documents -> typed policies, all-or-nothing.
+
+Every problem is reported with file, document, object, field path and line; if there is
+any, `LoadError` is raised and nothing is returned (no half-loaded state).
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ciliary.model.cilium import CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy
+from ciliary.model.errors import LoadError, Path, ValidationIssue, format_path
+from ciliary.model.k8s import NetworkPolicy
+from ciliary.model.options import ValidationOptions
+from ciliary.model.policy import (
+    KIND_CCNP,
+    KIND_CNP,
+    KIND_KNP,
+    LoadedPolicy,
+    PolicyObject,
+    PolicyRef,
+    PolicySet,
+)
+from ciliary.model.source import Document
+from ciliary.model.validate import validate_object
+
+POLICY_KINDS: dict[str, tuple[str, type[BaseModel]]] = {
+    KIND_CNP: ("cilium.io/v2", CiliumNetworkPolicy),
+    KIND_CCNP: ("cilium.io/v2", CiliumClusterwideNetworkPolicy),
+    KIND_KNP: ("networking.k8s.io/v1", NetworkPolicy),
+}
+# Kinds seen in snapshots that wrap other objects.
+LIST_KINDS = {"List"} | {f"{k}List" for k in POLICY_KINDS}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+    if isinstance(value, (dict, list)):
+        return _type_name(value)
+    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """The model classes reachable through Optional/Union/list/dict annotations."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
+        out: list[Any] = []
+        args = typing.get_args(tp)
+        if origin is dict:
+            args = args[1:]
+        if origin is typing.Annotated:
+            args = args[:1]
+        for a in args:
+            out.extend(_unwrap(a))
+        return out
+    return [tp]
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Aliases of the fields allowed at `loc` (used for did-you-mean suggestions)."""
+    current: list[Any] = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        nxt: list[Any] = []
+        for m in current:
+            if isinstance(m, type) and issubclass(m, BaseModel):
+                for name, f in m.model_fields.items():
+                    if (f.alias or name) == part:
+                        nxt.extend(_unwrap(f.annotation))
+        current = nxt
+    names: list[str] = []
+    for m in current:
+        if isinstance(m, type) and issubclass(m, BaseModel):
+            names.extend(f.alias or n for n, f in m.model_fields.items())
+    return names
+
+
+def _message(err: Any, model: type[BaseModel]) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    loc = tuple(err["loc"])
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        msg = f'unknown field "{key}"'
+        known = _fields_at(model, loc[:-1])
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if not close:
+            lower = {k.lower(): k for k in known}
+            if key.lower() in lower:
+                close = [lower[key.lower()]]
+        if close:
+            msg += f' (did you mean "{close[0]}"?)'
+        return msg
+    got = f"got {_type_name(value)} {_show(value)}" if not isinstance(value, (dict, list)) else f"got {_type_name(value)}"
+    if kind == "string_type":
+        hint = ' (quote it: "' + str(value) + '")' if isinstance(value, int) and not isinstance(value, bool) else ""
+        return f"must be a string, {got}{hint}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be an integer, {got}"
+    if kind == "bool_type":
+        return f"must be a boolean (true or false), {got}"
+    if kind == "list_type":
+        return f"must be a list, {got}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be an object, {got}"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"unsupported value {_show(value)}: must be one of {expected}"
+    if kind == "int_or_string":
+        return f"must be an integer or a string, {got}"
+    return f"{err['msg']}, {got}"
+
+
+def _strip_union_tags(loc: tuple[Any, ...]) -> Path:
+    # pydantic inserts member tags like 'str' / 'int' / 'function-plain[...]' for unions.
+    return tuple(
+        p for p in loc
+        if isinstance(p, int) or not (p in ("str", "int", "bool", "list", "dict") or "[" in p)
+    )
+
+
+def _object_label(kind: str, value: dict[str, Any]) -> str:
+    meta = value.get("metadata")
+    name = ns = None
+    if isinstance(meta, dict):
+        name = meta.get("name") if isinstance(meta.get("name"), str) else None
+        ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else None
+    if kind == KIND_CCNP:
+        ns = None
+    elif ns is None and kind in (KIND_CNP, KIND_KNP):
+        ns = "default"
+    ident = f"{ns}/{name}" if ns else (name or "<unnamed>")
+    return f"{kind} {ident}"
+
+
+def iter_objects(doc: Document) -> Iterable[tuple[Path, Any]]:
+    """The objects of a document: itself, or the items of a `kind: List`."""
+    v = doc.value
+    if isinstance(v, dict) and isinstance(v.get("kind"), str) and v["kind"] in LIST_KINDS and "items" in v:
+        items = v.get("items")
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                yield ("items", i), item
+            return
+    yield (), v
+
+
+def load_policies(
+    documents: Iterable[Document], options: ValidationOptions | None = None
+) -> PolicySet:
+    """Typed, validated policies from documents; raises LoadError with every problem."""
+    options = options or ValidationOptions()
+    result = PolicySet()
+    issues: list[ValidationIssue] = []
+    seen: dict[PolicyRef, LoadedPolicy] = {}
+    for doc in documents:
+        for prefix, value in iter_objects(doc):
+            def issue(path: Path, message: str, obj: str | None = None, prefix: Path = prefix) -> None:
+                full = (*prefix, *path)
+                issues.append(
+                    ValidationIssue(doc.file, doc.line_of(full), doc.index, obj, format_path(full), message)
+                )
+
+            if not isinstance(value, dict):
+                issue((), f"a Kubernetes object must be a mapping, got {_type_name(value)}")
+                continue
+            kind = value.get("kind")
+            api_version = value.get("apiVersion")
+            if not isinstance(kind, str) or not kind:
+                issue(("kind",), "every object needs a kind")
+                continue
+            if kind not in POLICY_KINDS:
+                if isinstance(api_version, str) and api_version.split("/")[0] in ("cilium.io", "networking.k8s.io"):
+                    close = difflib.get_close_matches(kind, list(POLICY_KINDS), n=1, cutoff=0.85)
+                    if close:
+                        issue(("kind",), f'unknown kind "{kind}" (did you mean "{close[0]}"?)')
+                        continue
+                result.skipped_kinds[kind] = result.skipped_kinds.get(kind, 0) + 1
+                continue
+            want_api, model = POLICY_KINDS[kind]
+            label = _object_label(kind, value)
+            if api_version != want_api:
+                issue(("apiVersion",), f"{kind} is served as apiVersion {want_api}, got {_show(api_version)}", label)
+                continue
+            try:
+                obj = typing.cast(PolicyObject, model.model_validate(value))
+            except ValidationError as e:
+                for err in e.errors(include_url=False):
+                    loc = _strip_union_tags(tuple(err["loc"]))
+                    issue(loc, _message(err, model), label)
+                continue
+            problems = validate_object(obj, options)
+            for path, message in problems:
+                issue(path, message, label)
+            if problems:
+                continue
+            meta = obj.metadata
+            ns = "" if kind == KIND_CCNP else (meta.namespace or "default")
+            ref = PolicyRef(kind, ns, meta.name or "")
+            loaded = LoadedPolicy(ref, obj, doc.file, doc.index, prefix, doc.lines)
+            if ref in seen:
+                first = seen[ref]
+                issue(("metadata", "name"), f"{ref} is defined twice (first in {first.file}, document {first.document})", label)
+                continue
+            seen[ref] = loaded
+            result.policies.append(loaded)
+    if issues:
+        raise LoadError(issues)
+    return result

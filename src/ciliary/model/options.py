@@ -1,0 +1,13 @@
+"""Agent options that change what a policy may contain (Cilium's names, snake_cased)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    enable_l7_proxy: bool = True  # --enable-l7-proxy
+    enable_icmp_rules: bool = True  # --enable-icmp-rules
+    enable_node_selector_labels: bool = False  # --enable-node-selector-labels (fromNodes/toNodes)
+    enable_extended_ip_protocols: bool = False  # --enable-extended-ip-protocols

@@ -1,0 +1,1 @@
+"""Workflows compose the core layers; the CLI is a thin shell over them."""
