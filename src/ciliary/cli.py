@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import orjson
 import typer
@@ -134,6 +134,149 @@ def identities(
     for r in rows:
         table.add_row(str(r.id), "\n".join(r.labels), "\n".join(r.endpoints) or "-")
     out.print(table)
+
+
+ClusterOpt = Annotated[Path, typer.Option("--cluster", help="Cluster snapshot (kubectl get ... -A -o yaml/json) or a directory of manifests.")]
+PoliciesOpt = Annotated[Optional[list[Path]], typer.Option("--policies", help="Policy files or directories (repeatable). Default: the policies in the snapshot.")]  # noqa: UP045
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Agent options file: Cilium option names, or the cilium-config ConfigMap.")]  # noqa: UP045
+EnablePolicyOpt = Annotated[Optional[str], typer.Option("--enable-policy", help="default | always | never")]  # noqa: UP045
+AllowLocalhostOpt = Annotated[Optional[str], typer.Option("--allow-localhost", help="auto | always | policy")]  # noqa: UP045
+AuditOpt = Annotated[bool, typer.Option("--audit-mode", "--policy-audit-mode", help="Policy audit mode: would-be drops become AUDIT.")]
+CidrModeOpt = Annotated[Optional[str], typer.Option("--policy-cidr-match-mode", help='"" or "nodes": let CIDR rules select node IPs.')]  # noqa: UP045
+NonDefaultDenyOpt = Annotated[Optional[bool], typer.Option("--enable-non-default-deny-policies/--disable-non-default-deny-policies", help="Honour enableDefaultDeny: false.")]  # noqa: UP045
+HostFwOpt = Annotated[Optional[bool], typer.Option("--enable-host-firewall/--disable-host-firewall", help="Enforce host policies (nodeSelector).")]  # noqa: UP045
+
+
+def _engine(
+    cluster: Path, policies: list[Path] | None, config: Path | None, output: Output, **overrides: Any
+) -> Any:
+    from ciliary.policy.config import ALLOW_LOCALHOST, ENABLE_POLICY
+    from ciliary.workflows.engine import build_engine, read_config
+
+    if overrides.get("enable_policy") not in (None, *ENABLE_POLICY):
+        raise typer.BadParameter(f"must be one of {', '.join(ENABLE_POLICY)}", param_hint="--enable-policy")
+    if overrides.get("allow_localhost") not in (None, *ALLOW_LOCALHOST):
+        raise typer.BadParameter(f"must be one of {', '.join(ALLOW_LOCALHOST)}", param_hint="--allow-localhost")
+    if overrides.get("policy_cidr_match_mode") not in (None, "", "nodes"):
+        raise typer.BadParameter('must be "" or "nodes"', param_hint="--policy-cidr-match-mode")
+    if not overrides.get("policy_audit_mode"):
+        overrides["policy_audit_mode"] = None
+    try:
+        cfg = read_config(config).with_overrides(**overrides)
+        return build_engine(cluster, policies, cfg)
+    except LoadError as e:
+        _fail_load(e, output)
+
+
+@app.command()
+def trace(
+    cluster: ClusterOpt,
+    src: Annotated[str, typer.Option("--src", help="Source: NS/POD, node/NAME or an IP.")],
+    dst: Annotated[str, typer.Option("--dst", help="Destination: NS/POD, node/NAME or an IP.")],
+    policies: PoliciesOpt = None,
+    config: ConfigOpt = None,
+    dport: Annotated[Optional[str], typer.Option("--dport", help="Destination port: PORT/PROTO, e.g. 8080/TCP.")] = None,  # noqa: UP045
+    icmp: Annotated[Optional[str], typer.Option("--icmp", help="ICMP type: TYPE or TYPE/v6 (number or name, e.g. EchoRequest).")] = None,  # noqa: UP045
+    audit_mode: AuditOpt = False,
+    enable_policy: EnablePolicyOpt = None,
+    allow_localhost: AllowLocalhostOpt = None,
+    policy_cidr_match_mode: CidrModeOpt = None,
+    enable_non_default_deny_policies: NonDefaultDenyOpt = None,
+    enable_host_firewall: HostFwOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Trace one flow through the policies: which rules select each side, the policy-map
+    entry that matched, and the verdict. Exit 0 when forwarded (or audited), 1 when dropped."""
+    from ciliary.workflows.trace import parse_dport, parse_icmp, render_trace
+    from ciliary.workflows.trace import trace as do_trace
+
+    if (dport is None) == (icmp is None):
+        raise typer.BadParameter("give exactly one of --dport PORT/PROTO or --icmp TYPE[/v6]")
+    try:
+        proto, port = parse_dport(dport) if dport is not None else parse_icmp(icmp or "")
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--dport" if dport else "--icmp") from None
+    engine = _engine(
+        cluster, policies, config, output,
+        policy_audit_mode=audit_mode, enable_policy=enable_policy, allow_localhost=allow_localhost,
+        policy_cidr_match_mode=policy_cidr_match_mode,
+        enable_non_default_deny_policies=enable_non_default_deny_policies,
+        enable_host_firewall=enable_host_firewall,
+    )
+    try:
+        verdict = do_trace(engine, src, dst, proto, port)
+    except LookupError as e:
+        err.print(f"error: {e.args[0]}")
+        raise typer.Exit(2) from None
+    if output is Output.json:
+        _print_json(verdict.as_dict())
+    else:
+        out.print(render_trace(verdict), markup=False)
+    raise typer.Exit(1 if verdict.verdict == "DROPPED" else 0)
+
+
+class MatrixOutput(str, Enum):
+    text = "text"
+    json = "json"
+    csv = "csv"
+    dot = "dot"
+
+
+@app.command()
+def matrix(
+    cluster: ClusterOpt,
+    policies: PoliciesOpt = None,
+    config: ConfigOpt = None,
+    dport: Annotated[Optional[list[str]], typer.Option("--dport", help="PORT/PROTO to probe (repeatable). Default: every container port in the cluster.")] = None,  # noqa: UP045
+    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Only pods of these namespaces (repeatable).")] = None,  # noqa: UP045
+    audit_mode: AuditOpt = False,
+    enable_policy: EnablePolicyOpt = None,
+    allow_localhost: AllowLocalhostOpt = None,
+    policy_cidr_match_mode: CidrModeOpt = None,
+    enable_non_default_deny_policies: NonDefaultDenyOpt = None,
+    enable_host_firewall: HostFwOpt = None,
+    output: Annotated[MatrixOutput, typer.Option("--output", "-o", help="text | json | csv | dot")] = MatrixOutput.text,
+) -> None:
+    """Pod-by-pod connectivity matrix per port/protocol ('.' allowed, 'X' denied), computed
+    per identity pair."""
+    from ciliary.workflows.matrix import Probe, compute_matrix
+    from ciliary.workflows.trace import parse_dport
+
+    engine = _engine(
+        cluster, policies, config, Output.json if output is MatrixOutput.json else Output.text,
+        policy_audit_mode=audit_mode, enable_policy=enable_policy, allow_localhost=allow_localhost,
+        policy_cidr_match_mode=policy_cidr_match_mode,
+        enable_non_default_deny_policies=enable_non_default_deny_policies,
+        enable_host_firewall=enable_host_firewall,
+    )
+    try:
+        if dport:
+            probes = [Probe(*parse_dport(d)) for d in dport]
+        else:
+            probes = sorted({Probe(proto, port) for ep in engine.pod_endpoints for _, port, proto in ep.named_ports}, key=lambda p: (p.port, p.proto))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--dport") from None
+    eps = sorted(engine.pod_endpoints, key=lambda e: e.name)
+    if namespace:
+        eps = [e for e in eps if e.namespace in namespace]
+    if not probes:
+        err.print("error: no --dport given and no container ports in the cluster")
+        raise typer.Exit(2)
+    if len(eps) > 50:
+        err.print(f"computing {len(probes)} probe(s) for {len(eps)} pods ...")
+    m = compute_matrix(engine, probes, eps)
+    if output is MatrixOutput.json:
+        _print_json(m.as_dict())
+    elif output is MatrixOutput.csv:
+        sys.stdout.write(m.as_csv())
+    elif output is MatrixOutput.dot:
+        for p in probes:
+            sys.stdout.write(m.as_dot(p))
+    else:
+        for p in probes:
+            out.print(f"Reachability matrix for {p} ('.' allowed, 'X' denied):", markup=False)
+            out.print(m.truth_table(p), markup=False)
+            out.print()
 
 
 def main() -> None:

@@ -5,6 +5,11 @@ kafka, fqdn.go, icmp.go, cidr.go, entity.go, service.go, groups.go). Types follo
 CRD schema: a port is a string, `endPort` an integer, booleans are booleans. Fields that
 ciliary does not evaluate yet (groups, TLS contexts, listeners, authentication) are typed
 and kept so commands can report them as "not evaluated".
+
+API surface: the newest CRD plus what Cilium 1.18 still served and the newest CRD dropped
+(L7 `kafka`, `l7proto`/`l7`, and selectors in `fromRequires`/`toRequires`). Value
+constraints (patterns, enums, ranges, Cilium's import-time checks) live in validate.py so
+their messages can use Cilium's wording and point at the exact field.
 """
 
 from __future__ import annotations
@@ -119,7 +124,8 @@ class TLSContext(ApiModel):
 
 
 class EnvoyConfig(ApiModel):
-    kind: Literal["CiliumEnvoyConfig", "CiliumClusterwideEnvoyConfig"]
+    # Optional in the CRD: defaults to the kind matching the policy's scope.
+    kind: Literal["CiliumEnvoyConfig", "CiliumClusterwideEnvoyConfig"] | None = None
     name: str
 
 
@@ -130,7 +136,8 @@ class Listener(ApiModel):
 
 
 class PortProtocol(ApiModel):
-    port: str
+    # Not required by the CRD; as in Go, a missing port is "" ("port must be specified").
+    port: str = ""
     end_port: int | None = Field(None, alias="endPort")
     protocol: str | None = None
 

@@ -1,57 +1,1040 @@
-"""Import-time checks beyond the schema: the CRD's constraints, Cilium's rule_validation.go,
-and the Kubernetes API server's NetworkPolicy validation.
+"""Import-time checks beyond the typed model: the CRD schema's constraints, Cilium's
+rule validation (pkg/policy/api/rule_validation.go and friends) and the Kubernetes API
+server's NetworkPolicy validation (pkg/apis/networking/validation/validation.go).
 
-Each check returns (path inside the object, message in words a Cilium user recognises).
+Every check returns (path inside the object, message). Paths point at the offending field;
+messages use Cilium's (or the API server's) wording where there is one. Unlike Cilium,
+which stops at the first error of a rule, every independent problem is reported; checks
+that depend on a broken value are skipped so one mistake gives one message.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
 
-from ciliary.model.cilium import CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy, Rule
+import re2
+
+from ciliary.model.cilium import (
+    CIDRRule,
+    CiliumClusterwideNetworkPolicy,
+    CiliumNetworkPolicy,
+    EgressRule,
+    FQDNSelector,
+    ICMPRule,
+    IngressRule,
+    L7Rules,
+    PortDenyRule,
+    PortProtocol,
+    PortRule,
+    PortRuleHTTP,
+    PortRuleKafka,
+    Rule,
+    _EgressCommon,
+    _IngressCommon,
+)
 from ciliary.model.errors import Path
-from ciliary.model.k8s import NetworkPolicy
+from ciliary.model.k8s import IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort
+from ciliary.model.meta import LabelSelector, ObjectMeta
 from ciliary.model.options import ValidationOptions
 
 Problem = tuple[Path, str]
+PolicyObject = CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy | NetworkPolicy
 
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# rule_validation.go: maxPorts, maxICMPFields (also maxItems in the CRD).
+MAX_PORTS = 40
+MAX_ICMP_FIELDS = 40
+
+# entity.go: the CRD enum of Entity (world-ipv4/world-ipv6 exist in Go but not in the enum).
+ENTITIES = (
+    "all", "world", "cluster", "host", "init", "ingress", "unmanaged",
+    "remote-node", "health", "none", "kube-apiserver",
+)  # fmt: skip
+# l4.go / the CRD enum of PortProtocol.protocol. The extended IP protocols need
+# --enable-extended-ip-protocols and have no transport ports.
+PROTOCOLS = ("TCP", "UDP", "SCTP", "ANY")
+EXTENDED_PROTOCOLS = ("VRRP", "IGMP", "GRE", "IPIP", "IPV6", "ESP", "AH")
+
+# icmp.go: icmpIpv4TypeNameToCode / icmpIpv6TypeNameToCode.
+ICMP_TYPES: dict[str, dict[str, int]] = {
+    "IPv4": {
+        "EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "Echo": 8,
+        "EchoRequest": 8, "RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11,
+        "ParameterProblem": 12, "Timestamp": 13, "TimestampReply": 14, "Photuris": 40,
+        "ExtendedEchoRequest": 42, "ExtendedEchoReply": 43,
+    },
+    "IPv6": {
+        "DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3,
+        "ParameterProblem": 4, "EchoRequest": 128, "EchoReply": 129,
+        "MulticastListenerQuery": 130, "MulticastListenerReport": 131,
+        "MulticastListenerDone": 132, "RouterSolicitation": 133, "RouterAdvertisement": 134,
+        "NeighborSolicitation": 135, "NeighborAdvertisement": 136, "RedirectMessage": 137,
+        "RouterRenumbering": 138, "ICMPNodeInformationQuery": 139,
+        "ICMPNodeInformationResponse": 140, "InverseNeighborDiscoverySolicitation": 141,
+        "InverseNeighborDiscoveryAdvertisement": 142, "HomeAgentAddressDiscoveryRequest": 144,
+        "HomeAgentAddressDiscoveryReply": 145, "MobilePrefixSolicitation": 146,
+        "MobilePrefixAdvertisement": 147, "DuplicateAddressRequestCodeSuffix": 157,
+        "DuplicateAddressConfirmationCodeSuffix": 158, "ExtendedEchoRequest": 160,
+        "ExtendedEchoReply": 161,
+    },
+}  # fmt: skip
+# The CRD pattern of ICMPField.type, verbatim: YAML folding turned "ExtendedEchoReply"
+# into "ExtendedEcho Reply", so the API server rejects that name (use 43 / 161).
+_ICMP_TYPE_CRD = re.compile(
+    r"^([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]|EchoReply|DestinationUnreachable"
+    r"|Redirect|Echo|RouterAdvertisement|RouterSelection|TimeExceeded|ParameterProblem"
+    r"|Timestamp|TimestampReply|Photuris|ExtendedEchoRequest|ExtendedEcho Reply|PacketTooBig"
+    r"|ParameterProblem|EchoRequest|MulticastListenerQuery|MulticastListenerReport"
+    r"|MulticastListenerDone|RouterSolicitation|RouterAdvertisement|NeighborSolicitation"
+    r"|NeighborAdvertisement|RedirectMessage|RouterRenumbering|ICMPNodeInformationQuery"
+    r"|ICMPNodeInformationResponse|InverseNeighborDiscoverySolicitation"
+    r"|InverseNeighborDiscoveryAdvertisement|HomeAgentAddressDiscoveryRequest"
+    r"|HomeAgentAddressDiscoveryReply|MobilePrefixSolicitation|MobilePrefixAdvertisement"
+    r"|DuplicateAddressRequestCodeSuffix|DuplicateAddressConfirmationCodeSuffix)$"
+)
+
+# kafka/kafka.go: APIKeyMap (matched case-insensitively) and the roles.
+KAFKA_API_KEYS = frozenset((
+    "produce", "fetch", "offsets", "metadata", "leaderandisr", "stopreplica",
+    "updatemetadata", "controlledshutdown", "offsetcommit", "offsetfetch", "findcoordinator",
+    "joingroup", "heartbeat", "leavegroup", "syncgroup", "describegroups", "listgroups",
+    "saslhandshake", "apiversions", "createtopics", "deletetopics", "deleterecords",
+    "initproducerid", "offsetforleaderepoch", "addpartitionstotxn", "addoffsetstotxn", "endtxn",
+    "writetxnmarkers", "txnoffsetcommit", "describeacls", "createacls", "deleteacls",
+    "describeconfigs", "alterconfigs",
+))  # fmt: skip
+KAFKA_ROLES = ("produce", "consume")  # the CRD enum is case-sensitive
+KAFKA_MAX_TOPIC_LEN = 255
+# kafka.go TopicValidChar is `^[a-zA-Z0-9\\._\\-]+$` in a Go raw string: '\' is allowed too.
+_KAFKA_TOPIC = re.compile(r"[A-Za-z0-9\\._-]+")
+_KAFKA_API_VERSION = re.compile(r"[+-]?[0-9]+")  # strconv.ParseInt(s, 10, 16) syntax
+
+# Kubernetes apimachinery validation (util/validation, api/validate/content).
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL)
+_DNS1123_SUBDOMAIN_RE = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
+_QUALIFIED_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE_RE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+    "'-' or '.', and must start and end with an alphanumeric character"
+)
+_DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character"
+)
+_QUALIFIED_NAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+    "with an alphanumeric character"
+)
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', "
+    "'_' or '.', and must start and end with an alphanumeric character"
+)
+
+_DNS_NAME_CHARS = frozenset("-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+_DNS_PATTERN_CHARS = _DNS_NAME_CHARS | {"*"}
+_ALNUM_DASH = frozenset("-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_DIGITS = frozenset("0123456789")
 
 
-def validate_object(
-    obj: CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy | NetworkPolicy,
-    options: ValidationOptions,
-) -> list[Problem]:
-    problems = _validate_metadata(obj)
+def validate_object(obj: PolicyObject, options: ValidationOptions) -> list[Problem]:
+    """Every problem of one typed policy object; empty if it would be accepted."""
     if isinstance(obj, NetworkPolicy):
-        return problems
-    if obj.spec is None and not obj.specs:
-        problems.append(((), "empty policy: neither spec nor specs is set"))
-    for path, rule in obj.rules():
-        problems.extend(_validate_rule(obj, path, rule, options))
-    return problems
+        k = _KnpValidator(options)
+        k.metadata(obj.metadata, namespaced=True)
+        k.knp(obj)
+        return k.problems
+    c = _CiliumValidator(options, namespaced=isinstance(obj, CiliumNetworkPolicy))
+    c.metadata(obj.metadata, namespaced=c.namespaced)
+    c.policy(obj)
+    return c.problems
 
 
-def _validate_metadata(obj: CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy | NetworkPolicy) -> list[Problem]:
-    name = obj.metadata.name
-    if not name:
-        return [(("metadata", "name"), "required field is missing")]
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
-        return [(("metadata", "name"), f"invalid name {name!r}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")]
+# --------------------------------------------------------------------------------------
+# Primitive checks (pure functions, return messages)
+# --------------------------------------------------------------------------------------
+
+
+def q(value: str, limit: int = 80) -> str:
+    """A value quoted for a message, shortened when long (Go's %q, roughly)."""
+    if len(value) > limit:
+        value = value[: limit - 3] + "..."
+    return json.dumps(value, ensure_ascii=False)
+
+
+def max_len_error(n: int) -> str:
+    return f"must be no more than {n} characters"
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    errs = []
+    if len(value) > 253:
+        errs.append(max_len_error(253))
+    elif not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        errs.append(_DNS1123_SUBDOMAIN_MSG)
+    return errs
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    if len(value) > 63:
+        return [max_len_error(63)]
+    if not _DNS1123_LABEL_RE.fullmatch(value):
+        return [_DNS1123_LABEL_MSG]
     return []
 
 
-def _validate_rule(
-    obj: CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy,
-    path: Path,
-    rule: Rule,
-    options: ValidationOptions,
-) -> list[Problem]:
-    problems: list[Problem] = []
-    if rule.endpoint_selector is None and rule.node_selector is None:
-        problems.append((path, "rule must have one of EndpointSelector or NodeSelector"))
-    if rule.endpoint_selector is not None and rule.node_selector is not None:
-        problems.append(((*path, "nodeSelector"), "rule cannot have both EndpointSelector and NodeSelector"))
-    if isinstance(obj, CiliumNetworkPolicy) and rule.node_selector is not None:
-        problems.append(((*path, "nodeSelector"), "rule cannot have NodeSelector: a CiliumNetworkPolicy cannot select nodes; use a CiliumClusterwideNetworkPolicy for host policies"))
-    return problems
+def qualified_name_errors(value: str) -> list[str]:
+    """apimachinery IsQualifiedName: `[prefix/]name`, prefix a DNS subdomain, name ≤63."""
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            return ["prefix part must be non-empty"]
+        errs = [f"prefix part {m}" for m in dns1123_subdomain_errors(prefix)]
+        if errs:
+            return errs
+    else:
+        return [
+            f"a qualified name {_QUALIFIED_NAME_MSG} with an optional DNS subdomain prefix "
+            "and '/' (e.g. 'example.com/MyName')"
+        ]
+    if not name:
+        return ["name part must be non-empty"]
+    if len(name) > 63:
+        return [f"name part {max_len_error(63)}"]
+    if not _QUALIFIED_NAME_RE.fullmatch(name):
+        return [f"name part {_QUALIFIED_NAME_MSG}"]
+    return []
+
+
+def label_value_errors(value: str) -> list[str]:
+    if len(value) > 63:
+        return [max_len_error(63)]
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        return [_LABEL_VALUE_MSG]
+    return []
+
+
+def is_iana_svc_name(name: str) -> bool:
+    """Cilium's pkg/iana IsSvcName (RFC 6335 5.1; case-insensitive, unlike Kubernetes').
+
+    Equivalent to `^([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*$` with 1-15 characters.
+    """
+    return (
+        0 < len(name) <= 15
+        and all(c in _ALNUM_DASH for c in name)
+        and any(c.isalpha() for c in name)
+        and name[0] != "-"
+        and name[-1] != "-"
+        and "--" not in name
+    )
+
+
+def k8s_port_name_errors(port: str) -> list[str]:
+    """apimachinery IsValidPortName (IANA_SVC_NAME, lower case only)."""
+    errs = []
+    if len(port) > 15:
+        errs.append(max_len_error(15))
+    if not port or any(c not in "-abcdefghijklmnopqrstuvwxyz0123456789" for c in port):
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not any("a" <= c <= "z" for c in port):
+        errs.append("must contain at least one letter (a-z)")
+    if "--" in port:
+        errs.append("must not contain consecutive hyphens")
+    if port and (port[0] == "-" or port[-1] == "-"):
+        errs.append("must not begin or end with a hyphen")
+    return errs
+
+
+def _go_underscore_ok(s: str) -> bool:
+    # strconv.underscoreOK: '_' only between digits or after a base prefix.
+    saw = "^"
+    i = 0
+    if s[:1] in ("+", "-"):
+        s = s[1:]
+    hexa = False
+    if len(s) >= 2 and s[0] == "0" and s[1].lower() in "box":
+        i, saw, hexa = 2, "0", s[1].lower() == "x"
+    while i < len(s):
+        c = s[i]
+        if c in _DIGITS or (hexa and c.lower() in "abcdef"):
+            saw = "0"
+        elif c == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        elif saw == "_":
+            return False
+        else:
+            saw = "!"
+        i += 1
+    return saw != "_"
+
+
+def go_parse_uint16(s: str) -> tuple[int, str | None]:
+    """strconv.ParseUint(s, 0, 16): (value, None) or (0, "invalid syntax"/"value out of range")."""
+    if not s:
+        return 0, "invalid syntax"
+    s0, base = s, 10
+    if s[0] == "0":
+        if len(s) >= 3 and s[1].lower() == "b":
+            base, s = 2, s[2:]
+        elif len(s) >= 3 and s[1].lower() == "o":
+            base, s = 8, s[2:]
+        elif len(s) >= 3 and s[1].lower() == "x":
+            base, s = 16, s[2:]
+        else:
+            base, s = 8, s[1:]
+    n = 0
+    underscores = False
+    for c in s:
+        if c == "_":
+            underscores = True
+            continue
+        if c in _DIGITS:
+            d = ord(c) - 48
+        elif "a" <= c.lower() <= "z":
+            d = ord(c.lower()) - 87
+        else:
+            return 0, "invalid syntax"
+        if d >= base:
+            return 0, "invalid syntax"
+        n = n * base + d
+        if n > 0xFFFF:
+            return 0xFFFF, "value out of range"
+    if underscores and not _go_underscore_ok(s0):
+        return 0, "invalid syntax"
+    return n, None
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class ParsedPrefix:
+    addr: Address  # as written (host bits may be set)
+    bits: int
+    network: Network  # masked
+    leading_zeros: bool = False  # only ever True with sloppy=True
+
+
+def _looks_like_netmask(bits: str) -> bool:
+    return bits.count(".") == 3 and all(p.isdigit() for p in bits.split("."))
+
+
+def parse_prefix(text: str, sloppy: bool = False) -> ParsedPrefix | str:
+    """Go's netip.ParsePrefix (sloppy: k8s ParseCIDRSloppy, leading zeros allowed).
+
+    Returns the prefix or the reason it is not one.
+    """
+    slash = text.rfind("/")
+    if slash < 0:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            return "not an IP prefix (expected an address and a prefix length, e.g. 10.0.0.0/8)"
+        return "missing prefix length: a single address needs /32 (IPv4) or /128 (IPv6)"
+    addr_text, bits_text = text[:slash], text[slash + 1 :]
+    if "%" in addr_text:
+        return "IPv6 zones cannot be present in a prefix"
+    leading = False
+    try:
+        addr: Address = ipaddress.ip_address(addr_text)
+    except ValueError:
+        octets = addr_text.split(".")
+        if not (sloppy and len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets)):
+            return f"invalid IP address {q(addr_text)}"
+        try:
+            addr = ipaddress.IPv4Address(".".join(str(int(o)) for o in octets))
+        except ValueError:
+            return f"invalid IP address {q(addr_text)}"
+        leading = True
+    if _looks_like_netmask(bits_text):
+        try:
+            mask = int(ipaddress.IPv4Address(bits_text))
+        except ValueError:
+            return f"bad prefix length {q(bits_text)}"
+        inverted = ~mask & 0xFFFFFFFF
+        if inverted & (inverted + 1):
+            return f"CIDR cannot specify non-contiguous mask {text}"
+        return "netmask notation is not supported: use a prefix length (e.g. /24)"
+    if not bits_text or not all(c in _DIGITS for c in bits_text) or len(bits_text) > 3:
+        return f"bad prefix length {q(bits_text)}"
+    if len(bits_text) > 1 and bits_text[0] == "0":
+        if not sloppy:
+            return f"bad prefix length {q(bits_text)}: leading zeros"
+        leading = True
+    bits = int(bits_text)
+    if bits > addr.max_prefixlen:
+        return f"prefix length {bits} out of range (IPv{addr.version} allows 0-{addr.max_prefixlen})"
+    network = ipaddress.ip_network((addr, bits), strict=False)
+    return ParsedPrefix(addr, bits, network, leading)
+
+
+def _is_4in6(addr: Address) -> bool:
+    return isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None
+
+
+@lru_cache(maxsize=4096)
+def re2_error(pattern: str) -> str | None:
+    """Why Go's regexp (RE2 syntax) would reject `pattern`, or None. Cached."""
+    try:
+        re2.compile(pattern)
+    except re2.error as e:
+        return str(e) or "invalid regular expression"
+    except (TypeError, ValueError) as e:  # e.g. NUL bytes
+        return str(e)
+    return None
+
+
+def printable(value: str) -> bool:
+    r"""The CRD's `^\PC*$`: no control, format, unassigned, private-use or surrogate chars."""
+    return not any(unicodedata.category(c)[0] == "C" for c in value)
+
+
+def cilium_extended_key(key: str, source_prefix: str | None = None) -> str:
+    """The key as Cilium validates it: labels.GetExtendedKeyFrom (`k8s:app` -> `k8s.app`,
+    `app` -> `any.app`, `$host` -> `reserved.host`), or `<prefix>.<key>` when a fixed source
+    is given (cidrGroupSelector)."""
+    if source_prefix is not None:
+        return f"{source_prefix}.{key}"
+    if key.startswith("$"):
+        src, rest = "reserved", key[1:]
+    elif ":" in key:
+        src, rest = key.split(":", 1)
+    elif key.startswith("reserved."):
+        src, rest = "reserved", key[len("reserved.") :]
+    else:
+        src, rest = "", key
+    rest = rest.split("=", 1)[0]
+    return f"{src or 'any'}.{rest}"
+
+
+# --------------------------------------------------------------------------------------
+# Shared: metadata and label selectors
+# --------------------------------------------------------------------------------------
+
+SelectorMode = Literal["cilium", "cidrgroup", "values", "k8s"]
+
+
+class _Validator:
+    def __init__(self, options: ValidationOptions) -> None:
+        self.options = options
+        self.problems: list[Problem] = []
+
+    def add(self, path: Path, message: str) -> None:
+        self.problems.append((path, message))
+
+    def metadata(self, meta: ObjectMeta, namespaced: bool) -> None:
+        # apimachinery ValidateObjectMeta with NameIsDNSSubdomain (CRs and NetworkPolicy).
+        path: Path = ("metadata",)
+        if not meta.name:
+            self.add((*path, "name"), "required field is missing")
+        else:
+            for m in dns1123_subdomain_errors(meta.name):
+                self.add((*path, "name"), f"invalid name {q(meta.name)}: {m}")
+        if namespaced and meta.namespace:
+            for m in dns1123_label_errors(meta.namespace):
+                self.add((*path, "namespace"), f"invalid namespace {q(meta.namespace)}: {m}")
+        for key, value in (meta.labels or {}).items():
+            for m in qualified_name_errors(key):
+                self.add((*path, "labels", key), f"invalid label key {q(key)}: {m}")
+            for m in label_value_errors(value):
+                self.add((*path, "labels", key), f"invalid label value {q(value)}: {m}")
+        for key in meta.annotations or {}:
+            for m in qualified_name_errors(key.lower()):
+                self.add((*path, "annotations", key), f"invalid annotation key {q(key)}: {m}")
+
+    def selector(self, path: Path, sel: LabelSelector, mode: SelectorMode) -> None:
+        """Label selector validity (apimachinery ValidateLabelSelector).
+
+        cilium: keys validated as Cilium's extended keys (selector.go sanitize/Validate);
+        cidrgroup: keys under the `cidrgroup` source (rule_validation.go CIDRRule);
+        values: only the CRD's matchLabels value pattern (service selectors);
+        k8s: plain Kubernetes keys (NetworkPolicy).
+        """
+        head = "invalid label selector: " if mode != "k8s" else ""
+        for key, value in (sel.match_labels or {}).items():
+            kpath = (*path, "matchLabels", key)
+            if mode != "values":
+                self._selector_key(kpath, key, mode, head)
+            for m in label_value_errors(value):
+                self.add(kpath, f"{head}invalid value {q(value)}: {m}")
+        if mode == "values":
+            return
+        for i, req in enumerate(sel.match_expressions or []):
+            rpath = (*path, "matchExpressions", i)
+            self._selector_key((*rpath, "key"), req.key, mode, head)
+            if req.operator in ("In", "NotIn"):
+                if not req.values:
+                    where = (*rpath, "values") if req.values is not None else rpath
+                    self.add(where, f"{head}values must be specified when `operator` is 'In' or 'NotIn'")
+            elif req.values:
+                self.add(
+                    (*rpath, "values"),
+                    f"{head}values may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                )
+            for j, value in enumerate(req.values or []):
+                for m in label_value_errors(value):
+                    self.add((*rpath, "values", j), f"{head}invalid value {q(value)}: {m}")
+
+    def _selector_key(self, path: Path, key: str, mode: SelectorMode, head: str) -> None:
+        if mode == "k8s":
+            checked = key
+        else:
+            checked = cilium_extended_key(key, "cidrgroup" if mode == "cidrgroup" else None)
+        for m in qualified_name_errors(checked):
+            note = f" (Cilium validates it as {q(checked)})" if checked != key else ""
+            self.add(path, f"{head}invalid key {q(key)}: {m}{note}")
+
+
+# --------------------------------------------------------------------------------------
+# CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy
+# --------------------------------------------------------------------------------------
+
+
+def _l7_empty(rules: L7Rules | None) -> bool:
+    # l4.go L7Rules.IsEmpty: l7proto alone does not count.
+    return rules is None or (
+        rules.http is None and rules.kafka is None and rules.dns is None and rules.l7 is None
+    )
+
+
+class _CiliumValidator(_Validator):
+    def __init__(self, options: ValidationOptions, namespaced: bool) -> None:
+        super().__init__(options)
+        self.namespaced = namespaced
+
+    def policy(self, obj: CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy) -> None:
+        # cnp_types.go: XValidation "spec or specs must be provided" (Go: ErrEmptyCNP).
+        if obj.spec is None and obj.specs is None:
+            self.add((), "spec or specs must be provided")
+        for path, rule in obj.rules():
+            self.rule(path, rule)
+
+    def rule(self, p: Path, r: Rule) -> None:
+        # rule_validation.go Rule.Validate.
+        if not (r.ingress or r.ingress_deny or r.egress or r.egress_deny):
+            self.add(p, "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny")
+        es, ns = r.endpoint_selector, r.node_selector
+        if es is None and ns is None:
+            self.add(p, "rule must have one of EndpointSelector or NodeSelector")
+        elif es is not None and ns is not None:
+            self.add((*p, "nodeSelector"), "rule cannot have both EndpointSelector and NodeSelector")
+        elif ns is not None and self.namespaced:
+            # cnp_types.go Validate.
+            self.add(
+                (*p, "nodeSelector"),
+                "rule cannot have NodeSelector: node (host) policies need a CiliumClusterwideNetworkPolicy",
+            )
+        if es is not None:
+            self.selector((*p, "endpointSelector"), es, "cilium")
+        if ns is not None:
+            self.selector((*p, "nodeSelector"), ns, "cilium")
+        host = ns is not None
+        for i, ing in enumerate(r.ingress or []):
+            self.ingress((*p, "ingress", i), ing, host)
+        for i, ingd in enumerate(r.ingress_deny or []):
+            self.ingress_common((*p, "ingressDeny", i), ingd, bool(ingd.to_ports))
+            self.deny_ports((*p, "ingressDeny", i), ingd.to_ports)
+        for i, eg in enumerate(r.egress or []):
+            self.egress((*p, "egress", i), eg, host)
+        for i, egd in enumerate(r.egress_deny or []):
+            self.egress_common((*p, "egressDeny", i), egd, bool(egd.to_ports))
+            self.deny_ports((*p, "egressDeny", i), egd.to_ports)
+        for i, lbl in enumerate(r.labels or []):
+            if not lbl.key:  # pkg/labels Label.UnmarshalJSON
+                self.add((*p, "labels", i, "key"), "invalid Label: does not contain label key")
+        if r.log is not None and r.log.value is not None:
+            # CRD: maxLength 32, pattern ^\PC*$.
+            value = r.log.value
+            if len(value) > 32:
+                self.add((*p, "log", "value"), f"{max_len_error(32)} (got {len(value)})")
+            if not printable(value):
+                self.add((*p, "log", "value"), "must contain only printable characters")
+
+    # -- L3 -------------------------------------------------------------------------
+
+    def l3_exclusive(self, p: Path, members: Sequence[tuple[str, str, Sequence[object] | None]]) -> None:
+        # rule_validation.go: more than one L3 member type in one element.
+        present = [(go, alias) for go, alias, value in members if value]
+        if len(present) > 1:
+            first, (second, alias) = present[0][0], present[1]
+            self.add((*p, alias), f"Combining {first} and {second} is not supported yet")
+
+    def ingress_common(self, p: Path, e: _IngressCommon, has_ports: bool) -> None:
+        self.l3_exclusive(p, [
+            ("FromEndpoints", "fromEndpoints", e.from_endpoints),
+            ("FromCIDR", "fromCIDR", e.from_cidr),
+            ("FromCIDRSet", "fromCIDRSet", e.from_cidr_set),
+            ("FromEntities", "fromEntities", e.from_entities),
+            ("FromNodes", "fromNodes", e.from_nodes),
+            ("FromGroups", "fromGroups", e.from_groups),
+        ])  # fmt: skip
+        if e.from_nodes and not self.options.enable_node_selector_labels:
+            self.add((*p, "fromNodes"), _NODES_FLAG)
+        self.peers(p, "from", e.from_endpoints, e.from_requires, e.from_nodes,
+                   e.from_cidr, e.from_cidr_set, e.from_entities)  # fmt: skip
+        self.icmps(p, e.icmps, has_ports)
+
+    def egress_common(
+        self, p: Path, e: _EgressCommon, has_ports: bool, fqdns: Sequence[object] | None = None
+    ) -> None:
+        self.l3_exclusive(p, [
+            ("ToCIDR", "toCIDR", e.to_cidr),
+            ("ToCIDRSet", "toCIDRSet", e.to_cidr_set),
+            ("ToEndpoints", "toEndpoints", e.to_endpoints),
+            ("ToEntities", "toEntities", e.to_entities),
+            ("ToServices", "toServices", e.to_services),
+            ("ToGroups", "toGroups", e.to_groups),
+            ("ToNodes", "toNodes", e.to_nodes),
+            ("ToFQDNs", "toFQDNs", fqdns),
+        ])  # fmt: skip
+        if e.to_nodes and not self.options.enable_node_selector_labels:
+            self.add((*p, "toNodes"), _NODES_FLAG)
+        self.peers(p, "to", e.to_endpoints, e.to_requires, e.to_nodes,
+                   e.to_cidr, e.to_cidr_set, e.to_entities)  # fmt: skip
+        for i, svc in enumerate(e.to_services or []):
+            sel = svc.k8s_service_selector
+            if sel is not None:  # CRD: matchLabels values only
+                self.selector((*p, "toServices", i, "k8sServiceSelector", "selector"), sel.selector, "values")
+        self.icmps(p, e.icmps, has_ports)
+
+    def peers(
+        self,
+        p: Path,
+        d: str,
+        endpoints: list[LabelSelector] | None,
+        requires: list[LabelSelector] | None,
+        nodes: list[LabelSelector] | None,
+        cidrs: list[str] | None,
+        cidr_sets: list[CIDRRule] | None,
+        entities: list[str] | None,
+    ) -> None:
+        for field, sels in (("Endpoints", endpoints), ("Requires", requires), ("Nodes", nodes)):
+            for i, sel in enumerate(sels or []):
+                self.selector((*p, f"{d}{field}", i), sel, "cilium")
+        for i, cidr in enumerate(cidrs or []):
+            self.cidr((*p, f"{d}CIDR", i), cidr)
+        for i, rule in enumerate(cidr_sets or []):
+            self.cidr_rule((*p, f"{d}CIDRSet", i), rule)
+        for i, entity in enumerate(entities or []):
+            if entity not in ENTITIES:  # entity.go EntitySelectorMapping + CRD enum
+                self.add((*p, f"{d}Entities", i),
+                         f"unsupported entity: {entity} (must be one of {', '.join(ENTITIES)})")  # fmt: skip
+
+    def cidr(self, p: Path, value: str) -> None:
+        # rule_validation.go CIDR.Validate + the CRD's `format: cidr` (net.ParseCIDR), which
+        # rejects the bare IPs Go would accept.
+        if value == "":
+            self.add(p, "IP must be specified")
+            return
+        parsed = parse_prefix(value)
+        if isinstance(parsed, str):
+            self.add(p, f"unable to parse CIDR {q(value)}: {parsed}")
+
+    def cidr_rule(self, p: Path, r: CIDRRule) -> None:
+        # rule_validation.go CIDRRule.Validate (+ CRD oneOf cidr/cidrGroupRef/cidrGroupSelector).
+        given = [x for x in (r.cidr, r.cidr_group_ref, r.cidr_group_selector) if x is not None]
+        if not given:
+            self.add(p, "one of cidr, cidrGroupRef, or cidrGroupSelector is required")
+            return
+        if len(given) > 1:
+            self.add(p, "more than one of cidr, cidrGroupRef, or cidrGroupSelector may not be set")
+            return
+        if r.cidr_group_ref is not None:
+            for m in dns1123_subdomain_errors(r.cidr_group_ref):
+                self.add((*p, "cidrGroupRef"), f"invalid cidrGroupRef {q(r.cidr_group_ref)}: {m}")
+            return
+        if r.cidr_group_selector is not None:
+            self.selector((*p, "cidrGroupSelector"), r.cidr_group_selector, "cidrgroup")
+            return
+        assert r.cidr is not None
+        prefix = parse_prefix(r.cidr)
+        if isinstance(prefix, str):
+            self.add((*p, "cidr"), f"unable to parse CIDRRule {q(r.cidr)}: {prefix}")
+            return
+        for i, exc in enumerate(r.except_ or []):
+            ex = parse_prefix(exc)
+            if isinstance(ex, str):
+                self.add((*p, "except", i), f"unable to parse except CIDR {q(exc)}: {ex}")
+            elif prefix.bits > ex.bits or ex.addr not in prefix.network:
+                self.add(
+                    (*p, "except", i),
+                    f"allow CIDR prefix {r.cidr} does not contain exclude CIDR prefix {exc}",
+                )
+
+    def icmps(self, p: Path, icmps: list[ICMPRule] | None, has_ports: bool) -> None:
+        if not icmps:
+            return
+        if not self.options.enable_icmp_rules:
+            self.add((*p, "icmps"), 'ICMP rules can only be applied when the "enable-icmp-rules" flag is set')
+        if has_ports:
+            self.add(
+                (*p, "icmps"),
+                "The ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts.",
+            )
+        for i, rule in enumerate(icmps):
+            fields = rule.fields or []
+            if len(fields) > MAX_ICMP_FIELDS:
+                self.add((*p, "icmps", i, "fields"), f"too many types, the max is {MAX_ICMP_FIELDS}")
+            for j, f in enumerate(fields):
+                self.icmp_field((*p, "icmps", i, "fields", j), f.family, f.type)
+
+    def icmp_field(self, p: Path, family: str | None, typ: int | str) -> None:
+        # icmp.go: family enum, type 0-255 or a CamelCase name of that family.
+        if family not in (None, "", "IPv4", "IPv6"):
+            self.add((*p, "family"), f"wrong family: {family} (must be IPv4 or IPv6)")
+            return
+        fam = family or "IPv4"
+        if isinstance(typ, int):
+            if not 0 <= typ <= 255:
+                self.add((*p, "type"), f"ICMP type must be between 0 and 255, got {typ}")
+            return
+        if not _ICMP_TYPE_CRD.fullmatch(typ):
+            hint = ""
+            if typ == "ExtendedEchoReply":
+                hint = f" (the CRD pattern misspells this name; use {ICMP_TYPES[fam][typ]})"
+            self.add((*p, "type"), f"invalid ICMP type {q(typ)}: must be 0-255 or a CamelCase ICMP type name{hint}")
+            return
+        if not typ.isdigit() and typ not in ICMP_TYPES[fam]:
+            self.add((*p, "type"), f"ICMP type {typ} not found in {fam}")
+
+    # -- allow rules ----------------------------------------------------------------
+
+    def ingress(self, p: Path, e: IngressRule, host: bool) -> None:
+        self.ingress_common(p, e, bool(e.to_ports))
+        for j, pr in enumerate(e.to_ports or []):
+            jp = (*p, "toPorts", j)
+            if not _l7_empty(pr.rules):
+                if host:
+                    self.add((*jp, "rules"), "L7 policy is not supported on host ingress yet")
+                elif not self.options.enable_l7_proxy:
+                    self.add((*jp, "rules"), _NO_PROXY)
+                elif pr.rules is not None and pr.rules.dns:
+                    self.add((*jp, "rules", "dns"), "L7 protocol DNS is not supported on ingress yet")
+            self.port_rule(jp, pr, ingress=True)
+
+    def egress(self, p: Path, e: EgressRule, host: bool) -> None:
+        self.egress_common(p, e, bool(e.to_ports), e.to_fqdns)
+        for i, sel in enumerate(e.to_fqdns or []):
+            self.fqdn((*p, "toFQDNs", i), sel, dns_rule=False)
+        for j, pr in enumerate(e.to_ports or []):
+            jp = (*p, "toPorts", j)
+            rules = pr.rules
+            if rules is not None and not _l7_empty(rules):
+                if not self.options.enable_l7_proxy:
+                    self.add((*jp, "rules"), _NO_PROXY)
+                elif host:
+                    for name, alias, value in (("HTTP", "http", rules.http), ("Kafka", "kafka", rules.kafka)):
+                        if value:
+                            self.add((*jp, "rules", alias), f"L7 protocol {name} is not supported on host egress yet")
+            self.port_rule(jp, pr, ingress=False)
+
+    def port_rule(self, p: Path, pr: PortRule, ingress: bool) -> None:
+        # rule_validation.go PortRule.Validate.
+        rules = pr.rules
+        has_l7 = not _l7_empty(rules)
+        has_dns = rules is not None and bool(rules.dns)
+        if pr.server_names is not None:
+            self.server_names((*p, "serverNames"), pr.server_names)
+            if pr.server_names and has_l7 and pr.terminating_tls is None:
+                self.add((*p, "serverNames"), "ServerNames are not allowed with L7 rules without TLS termination")
+        ports = pr.ports or []
+        zero: int | None = None
+        if len(ports) > MAX_PORTS:
+            self.add((*p, "ports"), f"too many ports, the max is {MAX_PORTS}")
+        for k, pp in enumerate(ports):
+            is_zero, proto = self.port_protocol((*p, "ports", k), pp, has_dns)
+            if is_zero and zero is None:
+                zero = k
+            # DNS L7 rules can be TCP, UDP or ANY, all others are TCP only.
+            if has_l7 and not has_dns and proto is not None and proto != "TCP":
+                where = (*p, "ports", k, "protocol") if pp.protocol is not None else (*p, "ports", k)
+                self.add(where, f"L7 rules can only apply to TCP (not {proto}) except for DNS rules")
+        if pr.listener is not None:
+            self.listener((*p, "listener"), pr, ingress, has_l7)
+        if rules is not None and has_l7:
+            if zero is not None:
+                self.add((*p, "ports", zero, "port"), "L7 rules can not be used when a port is 0")
+            self.l7_rules((*p, "rules"), rules, ports)
+
+    def deny_ports(self, p: Path, port_rules: list[PortDenyRule] | None) -> None:
+        # rule_validation.go PortDenyRule.Validate.
+        for j, pr in enumerate(port_rules or []):
+            ports = pr.ports or []
+            if len(ports) > MAX_PORTS:
+                self.add((*p, "toPorts", j, "ports"), f"too many ports, the max is {MAX_PORTS}")
+            for k, pp in enumerate(ports):
+                self.port_protocol((*p, "toPorts", j, "ports", k), pp, has_dns=False)
+
+    def port_protocol(self, p: Path, pp: PortProtocol, has_dns: bool) -> tuple[bool, str | None]:
+        """PortProtocol.Validate + CRD: returns (port is 0, effective protocol or None if bad)."""
+        proto: str | None = pp.protocol or "ANY"
+        if pp.protocol:
+            allowed = PROTOCOLS + (EXTENDED_PROTOCOLS if self.options.enable_extended_ip_protocols else ())
+            if pp.protocol not in allowed:
+                self.add((*p, "protocol"), _invalid_protocol(pp.protocol, allowed))
+                proto = None
+        if pp.end_port is not None and not 0 <= pp.end_port <= 65535:
+            self.add((*p, "endPort"), f"endPort must be between 0 and 65535, got {pp.end_port}")
+        port = pp.port
+        if port == "":
+            if not self.options.enable_extended_ip_protocols:
+                self.add((*p, "port"), "port must be specified")
+            return False, proto
+        if is_iana_svc_name(port):
+            return False, proto  # a named port; endPort is ignored for names
+        if port != "0" and proto in EXTENDED_PROTOCOLS:
+            self.add((*p, "port"), f"port must be empty or 0 for protocol {proto}")
+            return False, proto
+        value, err = go_parse_uint16(port)
+        if err is not None:
+            self.add(
+                (*p, "port"),
+                f"unable to parse port: strconv.ParseUint: parsing {q(port)}: {err} "
+                "(a port is a number 0-65535 or a port name of at most 15 letters, digits and '-')",
+            )
+            return False, proto
+        if has_dns and pp.end_port is not None and pp.end_port > value:
+            self.add((*p, "endPort"), "DNS rules do not support port ranges")
+        return value == 0, proto
+
+    def server_names(self, p: Path, names: list[str]) -> None:
+        # CRD: minItems 1, listType set, items maxLength 255 + pattern; Go: no empty names.
+        if not names:
+            self.add(p, "must have at least 1 item (omit serverNames to allow any)")
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name == "":
+                self.add((*p, i), "empty server name is not allowed")
+            elif len(name) > 255:
+                self.add((*p, i), max_len_error(255))
+            elif not _dns_structure_ok(name, _DNS_PATTERN_CHARS):
+                self.add((*p, i), f"invalid server name {q(name)}: " + _dns_structure_msg(True))
+            elif name in seen:
+                self.add((*p, i), f"duplicate server name {q(name)}")
+            seen.add(name)
+
+    def listener(self, p: Path, pr: PortRule, ingress: bool, has_l7: bool) -> None:
+        lst = pr.listener
+        assert lst is not None
+        if ingress:
+            self.add(p, f"Listener is not allowed on ingress ({lst.name})")
+        elif has_l7:
+            self.add(p, f"Listener is not allowed with L7 rules ({lst.name})")
+        if lst.name == "":  # CRD minLength 1
+            self.add((*p, "name"), "must not be empty")
+        if lst.envoy_config.name == "":
+            self.add((*p, "envoyConfig", "name"), "must not be empty")
+        if lst.priority is not None and not 1 <= lst.priority <= 100:  # CRD minimum/maximum
+            self.add((*p, "priority"), f"listener priority must be between 1 and 100, got {lst.priority}")
+
+    def l7_rules(self, p: Path, rules: L7Rules, ports: list[PortProtocol]) -> None:
+        # rule_validation.go L7Rules.Validate (http, kafka, dns, l7proto/l7).
+        kinds = 0
+        if rules.http is not None:
+            kinds += 1
+            for i, h in enumerate(rules.http):
+                self.http((*p, "http", i), h)
+        if rules.kafka is not None:
+            kinds += 1
+            for i, k in enumerate(rules.kafka):
+                self.kafka((*p, "kafka", i), k)
+        if rules.dns is not None:
+            kinds += 1
+            if not ports:
+                self.add((*p, "dns"), "port 53 must be specified for DNS rules")
+            for i, d in enumerate(rules.dns):
+                self.fqdn((*p, "dns", i), d, dns_rule=True)
+        if rules.l7 is not None and not rules.l7proto:
+            self.add((*p, "l7"), "'l7' may only be specified when a 'l7proto' is also specified")
+        if rules.l7proto:
+            kinds += 1
+            for i, kv in enumerate(rules.l7 or []):
+                if "" in kv:  # l7.go PortRuleL7.Sanitize
+                    self.add((*p, "l7", i), "Empty key not allowed")
+        if kinds > 1:
+            self.add(p, "multiple L7 protocol rule types specified in single rule")
+
+    def http(self, p: Path, h: PortRuleHTTP) -> None:
+        # http.go PortRuleHTTP.Sanitize: path and method must compile as Go (RE2) regexps.
+        # The host is a regex too (enforced by Envoy's RE2), so it is compiled as well.
+        for field, value in (("path", h.path), ("method", h.method), ("host", h.host)):
+            if value:
+                err = re2_error(value)
+                if err is not None:
+                    self.add((*p, field), f"invalid regular expression {q(value)}: {err}")
+        for i, m in enumerate(h.header_matches or []):
+            if m.name == "":
+                self.add((*p, "headerMatches", i, "name"), "Header name missing")
+            if m.secret is not None and m.secret.name == "":
+                self.add((*p, "headerMatches", i, "secret", "name"), "Secret name missing")
+
+    def kafka(self, p: Path, k: PortRuleKafka) -> None:
+        # kafka/kafka.go PortRule.Sanitize (+ CRD: role enum, topic maxLength 255).
+        if k.api_key and k.role:
+            self.add(p, f"cannot set both Role {q(k.role)} and APIKey {q(k.api_key)} together")
+        if k.api_key and k.api_key.lower() not in KAFKA_API_KEYS:
+            self.add((*p, "apiKey"), f"invalid Kafka APIKey {q(k.api_key)}")
+        if k.role and k.role not in KAFKA_ROLES:
+            hint = " (lower case: the CRD enum is case-sensitive)" if k.role.lower() in KAFKA_ROLES else ""
+            self.add((*p, "role"), f"invalid Kafka Role {q(k.role)}: must be produce or consume{hint}")
+        if k.api_version:
+            ok = _KAFKA_API_VERSION.fullmatch(k.api_version) and 0 <= int(k.api_version) <= 32767
+            if not ok:
+                self.add((*p, "apiVersion"), f"invalid Kafka APIVersion {q(k.api_version)}")
+        if k.topic:
+            if len(k.topic) > KAFKA_MAX_TOPIC_LEN:
+                self.add((*p, "topic"), f"kafka topic exceeds maximum len of {KAFKA_MAX_TOPIC_LEN}")
+            elif not _KAFKA_TOPIC.fullmatch(k.topic):
+                self.add((*p, "topic"), f"invalid Kafka Topic name {q(k.topic)}")
+
+    def fqdn(self, p: Path, s: FQDNSelector, dns_rule: bool) -> None:
+        # fqdn.go FQDNSelector/PortRuleDNS + CRD oneOf, maxLength 255 and patterns.
+        if s.match_name is not None and s.match_pattern is not None:
+            self.add(p, "only one of MatchName or MatchPattern is allowed in an FQDNSelector")
+            return
+        if s.match_name is None and s.match_pattern is None:
+            self.add(p, "one of matchName or matchPattern is required")
+            return
+        is_pattern = s.match_pattern is not None
+        field = "matchPattern" if is_pattern else "matchName"
+        value = s.match_pattern if s.match_pattern is not None else s.match_name
+        assert value is not None
+        chars = _DNS_PATTERN_CHARS if is_pattern else _DNS_NAME_CHARS
+        if len(value) > 255:
+            self.add((*p, field), max_len_error(255))
+        elif any(c not in chars for c in value):
+            allowed = "0-9, a-z, A-Z, _, ., - and *" if is_pattern else "0-9, a-z, A-Z, _, . and -"
+            name = "MatchPattern" if is_pattern else "MatchName"
+            self.add((*p, field), f"Invalid characters in {name}: {q(value)}. Only {allowed} characters are allowed")
+        elif not _dns_structure_ok(value, chars):
+            self.add((*p, field), f"invalid {field} {q(value)}: " + _dns_structure_msg(is_pattern))
+
+
+_NODES_FLAG = 'FromNodes/ToNodes rules can only be applied when the "enable-node-selector-labels" flag is set'
+_NO_PROXY = "L7 policy is not supported since L7 proxy is not enabled"
+
+
+def _invalid_protocol(value: str, allowed: Sequence[str]) -> str:
+    msg = f"invalid protocol {q(value)}, must be one of {', '.join(allowed)}"
+    upper = value.upper()
+    if upper in allowed:
+        msg += f" (upper case: {upper})"
+    elif upper in ("ICMP", "ICMPV6"):
+        msg += " (use icmps for ICMP)"
+    elif upper in EXTENDED_PROTOCOLS:
+        msg += " (extended IP protocols need --enable-extended-ip-protocols)"
+    return msg
+
+
+def _dns_structure_ok(value: str, chars: frozenset[str]) -> bool:
+    # The CRD pattern ^([-a-zA-Z0-9_(*)]+[.]?)+$ without its backtracking: non-empty,
+    # allowed characters, no leading dot, no empty label.
+    return bool(value) and value[0] != "." and ".." not in value and all(c in chars for c in value)
+
+
+def _dns_structure_msg(pattern: bool) -> str:
+    return "must be a DNS name" + (" pattern" if pattern else "") + (
+        " (non-empty, no leading '.', no empty labels)"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# networking.k8s.io/v1 NetworkPolicy
+# --------------------------------------------------------------------------------------
+
+
+class _KnpValidator(_Validator):
+    def knp(self, obj: NetworkPolicy) -> None:
+        # networking/validation/validation.go ValidateNetworkPolicySpec.
+        spec = obj.spec
+        self.selector(("spec", "podSelector"), spec.pod_selector, "k8s")
+        for i, ing in enumerate(spec.ingress or []):
+            for j, port in enumerate(ing.ports or []):
+                self.port(("spec", "ingress", i, "ports", j), port)
+            for j, peer in enumerate(ing.from_ or []):
+                self.peer(("spec", "ingress", i, "from", j), peer)
+        for i, eg in enumerate(spec.egress or []):
+            for j, port in enumerate(eg.ports or []):
+                self.port(("spec", "egress", i, "ports", j), port)
+            for j, peer in enumerate(eg.to or []):
+                self.peer(("spec", "egress", i, "to", j), peer)
+        if spec.policy_types is not None and len(spec.policy_types) > 2:
+            self.add(("spec", "policyTypes"), "may not specify more than two policyTypes")
+
+    def port(self, p: Path, port: NetworkPolicyPort) -> None:
+        if port.protocol is not None and port.protocol not in ("TCP", "UDP", "SCTP"):
+            self.add((*p, "protocol"), f'unsupported value {q(port.protocol)}: must be one of "TCP", "UDP", "SCTP"')
+        end = port.end_port
+        if isinstance(port.port, int):
+            if not 1 <= port.port <= 65535:
+                self.add((*p, "port"), f"invalid value {port.port}: must be between 1 and 65535, inclusive")
+            if end is not None:
+                if end < port.port:
+                    self.add((*p, "endPort"), f"invalid value {end}: must be greater than or equal to `port`")
+                if not 1 <= end <= 65535:
+                    self.add((*p, "endPort"), f"invalid value {end}: must be between 1 and 65535, inclusive")
+        elif isinstance(port.port, str):
+            if end is not None:
+                self.add((*p, "endPort"), f"invalid value {end}: may not be specified when `port` is non-numeric")
+            for m in k8s_port_name_errors(port.port):
+                self.add((*p, "port"), f"invalid value {q(port.port)}: {m}")
+        elif end is not None:
+            self.add((*p, "endPort"), f"invalid value {end}: may not be specified when `port` is not specified")
+
+    def peer(self, p: Path, peer: NetworkPolicyPeer) -> None:
+        count = 0
+        if peer.pod_selector is not None:
+            count += 1
+            self.selector((*p, "podSelector"), peer.pod_selector, "k8s")
+        if peer.namespace_selector is not None:
+            count += 1
+            self.selector((*p, "namespaceSelector"), peer.namespace_selector, "k8s")
+        if peer.ip_block is not None:
+            count += 1
+            self.ip_block((*p, "ipBlock"), peer.ip_block)
+        if count == 0:
+            self.add(p, "must specify a peer (podSelector, namespaceSelector or ipBlock)")
+        elif count > 1 and peer.ip_block is not None:
+            self.add((*p, "ipBlock"), "may not specify both ipBlock and another peer")
+
+    def ip_block(self, p: Path, ipb: IPBlock) -> None:
+        # ValidateIPBlock + core/validation/ips.go parseCIDR (strict: newest API servers).
+        if ipb.cidr == "":
+            self.add((*p, "cidr"), "required field is missing")
+            return
+        cidr = self.k8s_cidr((*p, "cidr"), ipb.cidr)
+        for i, exc in enumerate(ipb.except_ or []):
+            ex = self.k8s_cidr((*p, "except", i), exc)
+            if cidr is None or ex is None:
+                continue
+            if ex.network.network_address not in cidr.network or cidr.bits >= ex.bits:
+                self.add((*p, "except", i), f"invalid value {q(exc)}: must be a strict subset of `cidr`")
+
+    def k8s_cidr(self, p: Path, value: str) -> ParsedPrefix | None:
+        parsed = parse_prefix(value, sloppy=True)
+        if isinstance(parsed, str):
+            self.add(p, f"invalid value {q(value)}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+            return None
+        bad = None
+        if parsed.leading_zeros:
+            bad = "must not have leading 0s in IP or prefix length"
+        elif _is_4in6(parsed.addr):
+            bad = "must not have an IPv4-mapped IPv6 address"
+        elif parsed.addr != parsed.network.network_address:
+            bad = f"must not have bits set beyond the prefix length (did you mean {parsed.network}?)"
+        if bad:
+            self.add(p, f"invalid value {q(value)}: {bad}")
+        return parsed

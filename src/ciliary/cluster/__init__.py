@@ -1,0 +1,1 @@
+"""The cluster snapshot: namespaces, pods, nodes, services, and their endpoints."""

@@ -1,0 +1,1 @@
+"""Labels, selectors and security identities (pure; no I/O, no cluster or policy imports)."""

@@ -1,0 +1,1 @@
+"""Rule repository and its resolution into per-endpoint policy maps."""

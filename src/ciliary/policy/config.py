@@ -1,0 +1,145 @@
+"""Cilium agent options that change policy decisions, under their Cilium names.
+
+A config file is either a flat mapping (`enable-policy: always`) or the `cilium-config`
+ConfigMap itself (`kubectl -n kube-system get cm cilium-config -o yaml`), whose values are
+strings. Unknown keys of a flat mapping are errors; a ConfigMap may hold many other keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ciliary.model.errors import LoadError, ValidationIssue
+from ciliary.model.source import Document
+
+ENABLE_POLICY = ("default", "always", "never")
+ALLOW_LOCALHOST = ("auto", "always", "policy")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    enable_policy: str = "default"
+    allow_localhost: str = "auto"  # Kubernetes mode resolves auto to always
+    policy_audit_mode: bool = False
+    # Per-endpoint audit mode (`cilium endpoint config ID PolicyAuditMode=Enabled`): ns/pod globs.
+    audit_mode_endpoints: tuple[str, ...] = ()
+    policy_cidr_match_mode: str = ""  # "" or "nodes"
+    enable_non_default_deny_policies: bool = True
+    enable_host_firewall: bool = False
+    enable_l7_proxy: bool = True
+    enable_icmp_rules: bool = True
+    enable_node_selector_labels: bool = False
+    cluster_name: str = "default"
+    # ciliary's own: whether mutual authentication (SPIFFE) has completed for auth-required
+    # paths; Cilium drops with AUTH_REQUIRED until it has.
+    mutual_auth_established: bool = True
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def localhost_always(self) -> bool:
+        return self.allow_localhost in ("auto", "always")
+
+    def audit_for(self, endpoint_key: str) -> bool:
+        if self.policy_audit_mode:
+            return True
+        return any(fnmatch.fnmatchcase(endpoint_key, g) for g in self.audit_mode_endpoints)
+
+    def with_overrides(self, **kw: Any) -> AgentConfig:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+_KEYS: dict[str, str] = {
+    "enable-policy": "enable_policy",
+    "allow-localhost": "allow_localhost",
+    "policy-audit-mode": "policy_audit_mode",
+    "audit-mode-endpoints": "audit_mode_endpoints",
+    "policy-cidr-match-mode": "policy_cidr_match_mode",
+    "enable-non-default-deny-policies": "enable_non_default_deny_policies",
+    "enable-host-firewall": "enable_host_firewall",
+    "enable-l7-proxy": "enable_l7_proxy",
+    "enable-icmp-rules": "enable_icmp_rules",
+    "enable-node-selector-labels": "enable_node_selector_labels",
+    "cluster-name": "cluster_name",
+    "mutual-auth-established": "mutual_auth_established",
+}
+_BOOLS = {
+    "policy_audit_mode", "enable_non_default_deny_policies", "enable_host_firewall",
+    "enable_l7_proxy", "enable_icmp_rules", "enable_node_selector_labels", "mutual_auth_established",
+}
+
+
+def parse_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def config_from_document(doc: Document) -> AgentConfig:
+    value = doc.value
+    issues: list[ValidationIssue] = []
+    prefix: tuple[str, ...] = ()
+    strict = True
+    if isinstance(value, dict) and value.get("kind") == "ConfigMap":
+        value = value.get("data") or {}
+        prefix = ("data",)
+        strict = False
+
+    def issue(key: str, msg: str) -> None:
+        path = (*prefix, key)
+        field_path = ".".join(path)
+        issues.append(ValidationIssue(doc.file, doc.line_of(path), doc.index, None, field_path, msg))
+
+    if not isinstance(value, dict):
+        raise LoadError([ValidationIssue(doc.file, doc.line_of(()), doc.index, None, "", "agent config must be a mapping of Cilium option names")])
+    kw: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, v in value.items():
+        attr = _KEYS.get(key)
+        if attr is None:
+            if strict:
+                close = difflib.get_close_matches(str(key), list(_KEYS), n=1, cutoff=0.7)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                issue(str(key), f'unknown agent option "{key}"{hint}')
+            else:
+                extra[key] = v
+            continue
+        if attr in _BOOLS:
+            b = parse_bool(v)
+            if b is None:
+                issue(key, f"must be true or false, got {v!r}")
+                continue
+            kw[attr] = b
+        elif attr == "enable_policy":
+            if v not in ENABLE_POLICY:
+                issue(key, f"must be one of {', '.join(ENABLE_POLICY)}, got {v!r}")
+                continue
+            kw[attr] = v
+        elif attr == "allow_localhost":
+            if v not in ALLOW_LOCALHOST:
+                issue(key, f"must be one of {', '.join(ALLOW_LOCALHOST)}, got {v!r}")
+                continue
+            kw[attr] = v
+        elif attr == "policy_cidr_match_mode":
+            if v not in ("", "nodes", None):
+                issue(key, f'must be "" or "nodes", got {v!r}')
+                continue
+            kw[attr] = v or ""
+        elif attr == "audit_mode_endpoints":
+            items = v.split() if isinstance(v, str) else v
+            if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+                issue(key, "must be a list of namespace/pod names (globs allowed)")
+                continue
+            kw[attr] = tuple(items)
+        elif attr == "cluster_name":
+            if not isinstance(v, str) or not v:
+                issue(key, "must be a non-empty string")
+                continue
+            kw[attr] = v
+    if issues:
+        raise LoadError(issues)
+    return AgentConfig(**kw, extra=extra)

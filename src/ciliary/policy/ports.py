@@ -1,0 +1,127 @@
+"""Protocols, ports, port ranges as aligned prefixes, ICMP types (pkg/policy/api/l4.go, icmp.go)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROTO_ANY = 0
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+PROTO_SCTP = 132
+
+PROTO_NUMBERS = {"TCP": PROTO_TCP, "UDP": PROTO_UDP, "SCTP": PROTO_SCTP, "ICMP": PROTO_ICMP, "ICMPV6": PROTO_ICMPV6}
+PROTO_NAMES = {v: k for k, v in PROTO_NUMBERS.items()} | {PROTO_ANY: "ANY"}
+# `ANY` (or empty) in toPorts means the transport protocols with ports, never ICMP.
+ANY_TRANSPORT = (PROTO_TCP, PROTO_UDP, PROTO_SCTP)
+
+# CamelCase ICMP message names accepted by Cilium (pkg/policy/api/icmp.go).
+ICMPV4_TYPES: dict[str, int] = {
+    "EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "Echo": 8, "EchoRequest": 8,
+    "RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11, "ParameterProblem": 12,
+    "Timestamp": 13, "TimestampReply": 14, "Photuris": 40, "ExtendedEchoRequest": 42,
+    "ExtendedEchoReply": 43,
+}
+ICMPV6_TYPES: dict[str, int] = {
+    "DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3, "ParameterProblem": 4,
+    "EchoRequest": 128, "EchoReply": 129, "MulticastListenerQuery": 130,
+    "MulticastListenerReport": 131, "MulticastListenerDone": 132, "RouterSolicitation": 133,
+    "RouterAdvertisement": 134, "NeighborSolicitation": 135, "NeighborAdvertisement": 136,
+    "RedirectMessage": 137, "RouterRenumbering": 138, "ICMPNodeInformationQuery": 139,
+    "ICMPNodeInformationResponse": 140, "InverseNeighborDiscoverySolicitation": 141,
+    "InverseNeighborDiscoveryAdvertisement": 142, "HomeAgentAddressDiscoveryRequest": 144,
+    "HomeAgentAddressDiscoveryReply": 145, "MobilePrefixSolicitation": 146,
+    "MobilePrefixAdvertisement": 147, "DuplicateAddressRequestCodeSuffix": 157,
+    "DuplicateAddressConfirmationCodeSuffix": 158, "ExtendedEchoRequest": 160,
+    "ExtendedEchoReply": 161,
+}
+
+
+def icmp_type_number(family: str | None, value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    if value.isdigit():
+        return int(value)
+    table = ICMPV6_TYPES if (family or "IPv4") == "IPv6" else ICMPV4_TYPES
+    return table[value]
+
+
+@dataclass(frozen=True, order=True)
+class PortPrefix:
+    """A port match as in Cilium's policy key: protocol, port, prefix length (0-16 bits)."""
+
+    proto: int  # 0 = any protocol (then port and prefix are 0)
+    port: int
+    prefix: int  # 16 = exactly `port`; 0 = every port
+
+    def covers(self, proto: int, port: int) -> bool:
+        if self.proto != PROTO_ANY and self.proto != proto:
+            return False
+        if self.prefix == 0:
+            return True
+        shift = 16 - self.prefix
+        return (port >> shift) == (self.port >> shift)
+
+    def covers_prefix(self, other: PortPrefix) -> bool:
+        """True if every (proto, port) of `other` is covered by self."""
+        if self.proto != PROTO_ANY and self.proto != other.proto:
+            return False
+        if self.proto == PROTO_ANY:
+            return True
+        if other.proto == PROTO_ANY or other.prefix < self.prefix:
+            return False
+        shift = 16 - self.prefix
+        return (other.port >> shift) == (self.port >> shift)
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        return (0 if self.proto == PROTO_ANY else 1, self.prefix)
+
+    @property
+    def end(self) -> int:
+        return self.port | ((1 << (16 - self.prefix)) - 1)
+
+    def __str__(self) -> str:
+        if self.proto == PROTO_ANY:
+            return "ANY"
+        name = PROTO_NAMES.get(self.proto, str(self.proto))
+        if self.prefix == 0:
+            return f"{name}/*" if self.proto not in (PROTO_ICMP, PROTO_ICMPV6) else f"{name}"
+        if self.prefix == 16:
+            return f"{self.port}/{name}"
+        return f"{self.port}-{self.end}/{name}"
+
+
+ALL_PORTS = PortPrefix(PROTO_ANY, 0, 0)
+
+
+def range_to_prefixes(start: int, end: int) -> list[tuple[int, int]]:
+    """[start, end] as power-of-two aligned (port, prefix length) blocks, like Cilium's map."""
+    if start == 0 and end == 65535:
+        return [(0, 0)]
+    out: list[tuple[int, int]] = []
+    port = start
+    while port <= end:
+        size = port & -port if port else 1 << 16
+        while size > end - port + 1:
+            size >>= 1
+        out.append((port, 16 - (size.bit_length() - 1)))
+        port += size
+    return out
+
+
+def port_prefixes(proto: int, start: int, end: int | None) -> list[PortPrefix]:
+    """A port (0 = all) or range of one protocol as prefixes."""
+    if start == 0:
+        return [PortPrefix(proto, 0, 0)]
+    if end is None or end <= start:
+        # Cilium ignores an endPort below port (Open question 10: treated as the single port).
+        return [PortPrefix(proto, start, 16)]
+    return [PortPrefix(proto, p, plen) for p, plen in range_to_prefixes(start, end)]
+
+
+def protocols_of(name: str | None) -> tuple[int, ...]:
+    if not name or name.upper() == "ANY":
+        return ANY_TRANSPORT
+    return (PROTO_NUMBERS[name.upper()],)

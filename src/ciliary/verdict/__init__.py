@@ -1,0 +1,1 @@
+"""Flow in, verdict out, with the rules that decided it."""
