@@ -2,9 +2,24 @@
 # The demo `make demo` runs on the bundled seed example.
 set -euo pipefail
 ciliary=${1:-ciliary}
-here=$(cd "$(dirname "$0")" && pwd)
-echo "\$ ciliary validate examples/seed/policies"
-"$ciliary" validate "$here/seed/policies"
+case "$ciliary" in /*) ;; */*) ciliary="$PWD/$ciliary" ;; esac
+cd "$(dirname "$0")/.."
+seed=examples/seed
+run() { echo "\$ ciliary $*"; "$ciliary" "$@"; }
+
+run validate "$seed/policies"
 echo
-echo "\$ ciliary identities --cluster examples/seed/cluster.yaml"
-"$ciliary" identities --cluster "$here/seed/cluster.yaml"
+run identities --cluster "$seed/cluster.yaml"
+echo
+echo "# An allowed flow: Prometheus scrapes the shop backend (policy allow-from-monitoring)."
+run trace --cluster "$seed/cluster.yaml" --policies "$seed/policies" \
+    --src monitoring/prometheus-0 --dst shop/backend-5f6d8c9b7-xz91c --dport 9090/TCP
+echo
+echo "# A denied flow: deny-metadata-endpoint has only egressDeny, and that alone flips every"
+echo "# shop pod's egress to default deny, so frontend -> backend dies at the frontend's egress."
+status=0
+run trace --cluster "$seed/cluster.yaml" --policies "$seed/policies" \
+    --src shop/frontend-7d9c5b8f6-k2x4p --dst shop/backend-5f6d8c9b7-xz91c --dport 8080/TCP || status=$?
+if [ "$status" -ne 1 ]; then echo "expected exit status 1 (dropped), got $status" >&2; exit 1; fi
+echo
+run matrix --cluster "$seed/cluster.yaml" --policies "$seed/policies" --dport 8080/TCP

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -27,7 +27,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     text = "text"
     json = "json"
 
@@ -215,7 +215,7 @@ def trace(
     raise typer.Exit(1 if verdict.verdict == "DROPPED" else 0)
 
 
-class MatrixOutput(str, Enum):
+class MatrixOutput(StrEnum):
     text = "text"
     json = "json"
     csv = "csv"
@@ -239,6 +239,7 @@ def matrix(
 ) -> None:
     """Pod-by-pod connectivity matrix per port/protocol ('.' allowed, 'X' denied), computed
     per identity pair."""
+    from ciliary.policy.ports import PROTO_NUMBERS
     from ciliary.workflows.matrix import Probe, compute_matrix
     from ciliary.workflows.trace import parse_dport
 
@@ -253,10 +254,10 @@ def matrix(
         if dport:
             probes = [Probe(*parse_dport(d)) for d in dport]
         else:
-            probes = sorted({Probe(proto, port) for ep in engine.pod_endpoints for _, port, proto in ep.named_ports}, key=lambda p: (p.port, p.proto))
+            probes = sorted({Probe(PROTO_NUMBERS.get(cp.protocol.upper(), 6), cp.port) for ep in engine.pod_endpoints for cp in ep.named_ports}, key=lambda p: (p.port, p.proto))
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--dport") from None
-    eps = sorted(engine.pod_endpoints, key=lambda e: e.name)
+    eps = sorted(engine.pod_endpoints, key=lambda e: e.key)
     if namespace:
         eps = [e for e in eps if e.namespace in namespace]
     if not probes:
@@ -275,7 +276,8 @@ def matrix(
     else:
         for p in probes:
             out.print(f"Reachability matrix for {p} ('.' allowed, 'X' denied):", markup=False)
-            out.print(m.truth_table(p), markup=False)
+            short = all(len(n) <= 12 for n in m.endpoints)
+            out.print(m.truth_table(p) if short else m.numbered_table(p), markup=False)
             out.print()
 
 

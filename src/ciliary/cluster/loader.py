@@ -33,6 +33,7 @@ from ciliary.cluster.model import (
     Service,
     ServiceEndpoints,
     ServicePort,
+    normalize_ip,
 )
 from ciliary.identity.podlabels import namespace_labels_with_name
 from ciliary.model.errors import LoadError, Path, ValidationIssue, format_path
@@ -197,9 +198,11 @@ class _Builder:
         name = meta.get("name")
         namespace: str | None = None
         if kind not in _CLUSTER_SCOPED:
-            ns = meta.get("namespace", "default")
-            if not isinstance(ns, str) or not ns:
-                self.issue(w, ("metadata", "namespace"), f"namespace must be a non-empty string, got {_show(ns)}")
+            ns = meta.get("namespace")
+            if ns is None or ns == "":
+                ns = "default"  # what `kubectl apply` uses without a namespace
+            if not isinstance(ns, str):
+                self.issue(w, ("metadata", "namespace"), f"namespace must be a string, got {_type(ns)} {_show(ns)}")
                 return
             namespace = ns
         if not isinstance(name, str) or not name:
@@ -264,11 +267,10 @@ class _Builder:
         if not isinstance(value, str):
             self.issue(w, path, f"must be an IP address, got {_type(value)} {_show(value)}")
             return None
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
+        ip = normalize_ip(value)
+        if ip is None:
             self.issue(w, path, f"{value!r} is not an IP address")
-            return None
+        return ip
 
     def _port_number(self, w: _Where, path: Path, value: Any) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
@@ -457,6 +459,8 @@ class _Builder:
             jspec = self._mapping(w, ("spec", "jobTemplate", "spec"), job.get("spec"))
             tpath = ("spec", "jobTemplate", "spec", "template")
             tvalue = jspec.get("template")
+        if tvalue is None:
+            self.issue(w, tpath, "a pod template is required")
         template = self._mapping(w, tpath, tvalue)
         tmeta = self._mapping(w, (*tpath, "metadata"), template.get("metadata"))
         tlabels = dict(self._labels(w, (*tpath, "metadata", "labels"), tmeta.get("labels")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 
 from ciliary.model.source import Document
@@ -17,6 +18,9 @@ class Namespace:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)  # includes kubernetes.io/metadata.name
     implicit: bool = False  # referenced by an object but not declared in the input
+
+    def __hash__(self) -> int:  # labels are a read-only dict view, which is unhashable
+        return hash(("Namespace", self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,9 @@ class Pod:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    def __hash__(self) -> int:  # labels are a read-only dict view, which is unhashable
+        return hash(("Pod", self.namespace, self.name))
+
     @property
     def terminated(self) -> bool:
         """Succeeded/Failed pods hold no IP and are no endpoints (Cilium ignores them)."""
@@ -66,6 +73,9 @@ class Node:
     labels: Mapping[str, str] = field(default_factory=dict)
     internal_ips: tuple[str, ...] = ()
     external_ips: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:  # labels are a read-only dict view, which is unhashable
+        return hash(("Node", self.name))
 
     @property
     def ips(self) -> tuple[str, ...]:
@@ -93,6 +103,9 @@ class Service:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def __hash__(self) -> int:  # the selector is a read-only dict view, which is unhashable
+        return hash(("Service", self.namespace, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +137,10 @@ class Cluster:
     pod_cidr: str = "10.244.0.0/16"
 
     def __post_init__(self) -> None:
-        self._reindex()
+        self.reindex()
 
-    def _reindex(self) -> None:
+    def reindex(self) -> None:
+        """Rebuild the lookups; call after changing the lists."""
         self._pods = {p.key: p for p in self.pods}
         self._nodes = {n.name: n for n in self.nodes}
         self._services = {s.key: s for s in self.services}
@@ -180,8 +194,14 @@ class Cluster:
         return tuple(seen)
 
 
-def _norm(ip: str) -> str:
+@lru_cache(maxsize=1 << 16)
+def normalize_ip(ip: str) -> str | None:
+    """Canonical text of an IP address (`fd00::0:1` -> `fd00::1`), None if invalid."""
     try:
         return str(ipaddress.ip_address(ip))
     except ValueError:
-        return ip
+        return None
+
+
+def _norm(ip: str) -> str:
+    return normalize_ip(ip) or ip

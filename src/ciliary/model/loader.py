@@ -7,6 +7,7 @@ any, `LoadError` is raised and nothing is returned (no half-loaded state).
 from __future__ import annotations
 
 import difflib
+import json
 import types
 import typing
 from collections.abc import Iterable
@@ -59,7 +60,8 @@ def _type_name(value: Any) -> str:
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return json.dumps(text, ensure_ascii=False)
     if isinstance(value, (dict, list)):
         return _type_name(value)
     text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
@@ -102,10 +104,16 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return names
 
 
+def _literal_choices(expected: str) -> str:
+    # pydantic: "'In', 'NotIn' or 'Exists'" -> '"In", "NotIn", "Exists"'
+    return expected.replace("'", '"').replace('" or "', '", "')
+
+
 def _message(err: Any, model: type[BaseModel]) -> str:
     kind = err["type"]
     value = err.get("input")
     loc = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
@@ -133,10 +141,26 @@ def _message(err: Any, model: type[BaseModel]) -> str:
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"must be an object, {got}"
     if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"unsupported value {_show(value)}: must be one of {expected}"
+        return f"unsupported value {_show(value)}: must be one of {_literal_choices(str(ctx.get('expected', '')))}"
     if kind == "int_or_string":
         return f"must be an integer or a string, {got}"
+    bounds = {
+        "less_than_equal": ("must be less than or equal to", "le"),
+        "less_than": ("must be less than", "lt"),
+        "greater_than_equal": ("must be greater than or equal to", "ge"),
+        "greater_than": ("must be greater than", "gt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{words} {ctx.get(key)}, {got}"
+    if kind in ("string_too_long", "too_long"):
+        unit = "characters" if kind == "string_too_long" else "items"
+        return f"must have at most {ctx.get('max_length')} {unit}"
+    if kind in ("string_too_short", "too_short"):
+        unit = "characters" if kind == "string_too_short" else "items"
+        return f"must have at least {ctx.get('min_length')} {unit}"
+    if kind == "string_pattern_mismatch":
+        return f"must match the pattern {ctx.get('pattern')}, {got}"
     return f"{err['msg']}, {got}"
 
 
@@ -184,7 +208,13 @@ def load_policies(
     seen: dict[PolicyRef, LoadedPolicy] = {}
     for doc in documents:
         for prefix, value in iter_objects(doc):
-            def issue(path: Path, message: str, obj: str | None = None, prefix: Path = prefix) -> None:
+            def issue(
+                path: Path,
+                message: str,
+                obj: str | None = None,
+                prefix: Path = prefix,
+                doc: Document = doc,
+            ) -> None:
                 full = (*prefix, *path)
                 issues.append(
                     ValidationIssue(doc.file, doc.line_of(full), doc.index, obj, format_path(full), message)

@@ -385,14 +385,21 @@ def _is_4in6(addr: Address) -> bool:
     return isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors are reported, not logged to stderr
+
+
 @lru_cache(maxsize=4096)
 def re2_error(pattern: str) -> str | None:
     """Why Go's regexp (RE2 syntax) would reject `pattern`, or None. Cached."""
     try:
-        re2.compile(pattern)
+        re2.compile(pattern, options=_RE2_OPTIONS)
     except re2.error as e:
-        return str(e) or "invalid regular expression"
-    except (TypeError, ValueError) as e:  # e.g. NUL bytes
+        detail = e.args[0] if e.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        return str(detail) or "invalid regular expression"
+    except (TypeError, ValueError) as e:
         return str(e)
     return None
 

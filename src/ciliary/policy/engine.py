@@ -9,13 +9,13 @@ shared by every endpoint with the same identity, namespace and named ports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ciliary.cluster.model import Cluster, Node, Pod
-from ciliary.identity.allocator import Identity, IdentityAllocator
+from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
+from ciliary.cluster.model import Cluster
+from ciliary.identity.allocator import Identity
 from ciliary.identity.ipcache import IPCache
-from ciliary.identity.labels import SOURCE_CIDR, SOURCE_K8S, Label, LabelSet
-from ciliary.identity.podlabels import namespace_labels_with_name, pod_identity_labels
+from ciliary.identity.labels import SOURCE_CIDR, Label, LabelSet
 from ciliary.identity.reserved import HOST, REMOTE_NODE, reserved_label
 from ciliary.identity.selector import LabelIndex, Selector
 from ciliary.model.policy import PolicySet
@@ -24,25 +24,6 @@ from ciliary.policy.mapstate import WILDCARD_IDENTITY, Lookup, PolicyMap
 from ciliary.policy.ports import ALL_PORTS, PROTO_NUMBERS, PortPrefix
 from ciliary.policy.repository import Repository
 from ciliary.policy.rules import EGRESS, INGRESS, PolicyEntry, TranslateOptions, translate_policy
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A Cilium-managed endpoint: a pod, or a node's host endpoint."""
-
-    name: str  # ns/pod, or the node name for a host endpoint
-    namespace: str | None
-    node: str | None
-    identity: Identity
-    labels: LabelSet  # labels rules select on (host endpoint: reserved:host + node labels)
-    ips: tuple[str, ...]
-    named_ports: tuple[tuple[str, int, int], ...] = ()  # (name, port, proto number)
-    is_host: bool = False
-    pod: Pod | None = field(default=None, compare=False)
-
-    @property
-    def key(self) -> str:
-        return self.name
 
 
 @dataclass
@@ -78,12 +59,11 @@ class PolicyEngine:
         )
         entries = [e for p in policies.policies for e in translate_policy(p, topts)]
         self.repository = Repository(entries)
-        self.allocator = IdentityAllocator()
-        self.endpoints: list[Endpoint] = []
-        self._by_name: dict[str, Endpoint] = {}
-        self._by_ip: dict[str, Endpoint] = {}
-        self._build_pod_endpoints()
-        self._build_host_endpoints()
+        self.identities = ClusterIdentities.build(cluster)
+        self.allocator = self.identities.allocator
+        self.endpoints: list[Endpoint] = [*self.identities.endpoints, *self.identities.host_endpoints]
+        self._by_name: dict[str, Endpoint] = {ep.key: ep for ep in self.endpoints}
+        self._by_ip: dict[str, Endpoint] = {ip: ep for ep in self.identities.endpoints for ip in ep.ips}
         self.cidr_identities = {p: self.allocator.cidr_identity(p) for p in sorted(self.repository.cidr_prefixes())}
         self._node_identities: dict[str, Identity] = {}
         if config.policy_cidr_match_mode == "nodes":
@@ -97,38 +77,11 @@ class PolicyEngine:
         self._ipcaches: dict[str | None, IPCache] = {}
         self._named_by_identity: dict[int, set[tuple[str, int, int]]] = {}
         for ep in self.endpoints:
-            self._named_by_identity.setdefault(ep.identity.id, set()).update(ep.named_ports)
+            self._named_by_identity.setdefault(ep.identity.id, set()).update(named_ports(ep))
         self._all_named = {np for s in self._named_by_identity.values() for np in s}
         self._compiled: dict[tuple[object, ...], EndpointPolicy] = {}
 
     # -- endpoints -------------------------------------------------------------
-    def _build_pod_endpoints(self) -> None:
-        pods = [p for p in self.cluster.pods if p.is_endpoint]
-        label_sets = []
-        for p in pods:
-            ns = self.cluster.namespace(p.namespace)
-            ns_labels = namespace_labels_with_name(p.namespace, ns.labels if ns else {})
-            label_sets.append(
-                pod_identity_labels(p.labels, p.namespace, ns_labels, p.service_account, self.config.cluster_name)
-            )
-        for p, ident in zip(pods, self.allocator.allocate_all(label_sets), strict=True):
-            named = tuple(
-                sorted({(cp.name, cp.port, PROTO_NUMBERS.get(cp.protocol.upper(), 6)) for cp in p.named_ports if cp.name})
-            )
-            ep = Endpoint(p.key, p.namespace, p.node_name, ident, ident.labels, p.ips, named, False, p)
-            self.endpoints.append(ep)
-            self._by_name[ep.name] = ep
-            for ip in p.ips:
-                self._by_ip[ip] = ep
-
-    def _build_host_endpoints(self) -> None:
-        for node in self.cluster.nodes:
-            labels = LabelSet([reserved_label("host"), *(Label(SOURCE_K8S, k, v) for k, v in node.labels.items())])
-            ep = Endpoint(node.name, None, node.name, self.allocator.host, labels, node.ips, (), True)
-            self.endpoints.append(ep)
-            self._by_name[f"node/{node.name}"] = ep
-            self._by_name.setdefault(node.name, ep)
-
     def endpoint(self, name: str) -> Endpoint | None:
         return self._by_name.get(name)
 
@@ -139,6 +92,16 @@ class PolicyEngine:
         node = self.cluster.node_by_ip(ip)
         return self._by_name.get(f"node/{node.name}") if node else None
 
+    def endpoint_of_pod(self, key: str) -> Endpoint | None:
+        """A pod by ns/name; a host-network pod is its node's host endpoint."""
+        ep = self._by_name.get(key)
+        if ep is not None:
+            return ep
+        pod = self.cluster.pod(key)
+        if pod is not None and pod.host_network and pod.node_name:
+            return self._by_name.get(f"node/{pod.node_name}")
+        return None
+
     @property
     def pod_endpoints(self) -> list[Endpoint]:
         return [e for e in self.endpoints if not e.is_host]
@@ -148,18 +111,7 @@ class PolicyEngine:
         """The ipcache as `node` sees it (the node's own IPs are host, others remote-node)."""
         cache = self._ipcaches.get(node)
         if cache is None:
-            cache = IPCache(self.allocator)
-            for ep in self.endpoints:
-                if not ep.is_host:
-                    for ip in ep.ips:
-                        cache.add_pod_ip(ip, ep.identity)
-            for prefix in self.cidr_identities:
-                cache.add_cidr(prefix)
-            for n in self.cluster.nodes:
-                for ip in n.ips:
-                    cache.add_node_ip(ip, local=(n.name == node))
-            for ip in self.cluster.kube_apiserver_ips:
-                cache.add_kube_apiserver_ip(ip)
+            cache = self.identities.ipcache(node, self.cidr_identities)
             if self._node_identities:
                 for n in self.cluster.nodes:
                     if n.name != node:
@@ -174,7 +126,7 @@ class PolicyEngine:
     def identity_seen_from(self, ep: Endpoint, observer: str | None) -> Identity:
         """An endpoint's identity as another node's datapath sees it."""
         if ep.is_host:
-            if ep.node == observer:
+            if node_name(ep) == observer:
                 return self.ipcache(observer).host_identity
             return self.ipcache(observer).lookup(ep.ips[0]) if ep.ips else self.allocator.reserved(REMOTE_NODE)
         return ep.identity
@@ -192,7 +144,7 @@ class PolicyEngine:
 
     # -- compilation ---------------------------------------------------------------
     def policy(self, ep: Endpoint) -> EndpointPolicy:
-        key = (ep.identity.id, ep.labels, ep.namespace, ep.is_host, ep.node if ep.is_host else None, ep.named_ports, ep.node)
+        key = policy_key(ep)
         hit = self._compiled.get(key)
         if hit is None:
             hit = self._compile(ep)
@@ -225,7 +177,7 @@ class PolicyEngine:
         if not enforced:
             pm.insert(WILDCARD_IDENTITY, ALL_PORTS, False, None)
             return DirectionPolicy(direction, rules, False, False, pm, reason)
-        node = ep.node
+        node = node_name(ep)
         requires = [s for r in rules for s in r.requires]
         for r in rules:
             if r.selects_nothing:
@@ -260,7 +212,7 @@ class PolicyEngine:
                 name, protos = ps.named.name, ps.named.protos
                 for i in ids:
                     if direction == INGRESS:
-                        known: set[tuple[str, int, int]] | tuple[tuple[str, int, int], ...] = ep.named_ports
+                        known: set[tuple[str, int, int]] | tuple[tuple[str, int, int], ...] = named_ports(ep)
                     elif i == WILDCARD_IDENTITY:
                         known = self._all_named
                     else:
@@ -278,4 +230,22 @@ def cidr_labels_of(identity: Identity) -> list[str]:
     return [str(lb) for lb in identity.labels if lb.source == SOURCE_CIDR]
 
 
-__all__ = ["DirectionPolicy", "Endpoint", "EndpointPolicy", "Node", "PolicyEngine"]
+def node_name(ep: Endpoint) -> str | None:
+    if ep.node is not None:
+        return ep.node.name
+    return ep.pod.node_name if ep.pod is not None else None
+
+
+def named_ports(ep: Endpoint) -> tuple[tuple[str, int, int], ...]:
+    """(name, port, protocol number) of the endpoint's named container ports."""
+    return tuple(
+        sorted({(cp.name, cp.port, PROTO_NUMBERS.get(cp.protocol.upper(), 6)) for cp in ep.named_ports if cp.name})
+    )
+
+
+def policy_key(ep: Endpoint) -> tuple[object, ...]:
+    """Endpoints with equal keys get the same compiled policy."""
+    return (ep.identity.id, ep.labels, ep.namespace, ep.is_host, named_ports(ep), node_name(ep))
+
+
+__all__ = ["DirectionPolicy", "Endpoint", "EndpointPolicy", "PolicyEngine", "node_name", "policy_key"]

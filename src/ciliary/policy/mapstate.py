@@ -149,12 +149,10 @@ class PolicyMap:
     def _lookup(self, identity: int, proto: int, port: int) -> Lookup:
         deny_own = self._first(self._deny.get(identity), proto, port) if identity else None
         deny_any = self._first(self._deny.get(WILDCARD_IDENTITY), proto, port)
-        if deny_own or deny_any:
-            if deny_own and deny_any:
-                best = deny_own if deny_own.key.port.specificity >= deny_any.key.port.specificity else deny_any
-            else:
-                best = deny_own or deny_any
-            return Lookup(best)
+        if deny_own is not None and deny_any is not None:
+            return Lookup(deny_own if deny_own.key.port.specificity >= deny_any.key.port.specificity else deny_any)
+        if deny_own is not None or deny_any is not None:
+            return Lookup(deny_own or deny_any)
         own = self._first(self._allow.get(identity), proto, port) if identity else None
         anyp = self._first(self._allow.get(WILDCARD_IDENTITY), proto, port)
         if own and anyp:

@@ -8,7 +8,7 @@ pkg/policy/api/rule_validation.go `Sanitize` (default-deny flag).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ciliary.identity.entities import entity_selectors

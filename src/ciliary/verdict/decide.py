@@ -14,7 +14,7 @@ from typing import Any
 
 from ciliary.identity.allocator import Identity
 from ciliary.model.policy import PolicyRef
-from ciliary.policy.engine import DirectionPolicy, Endpoint, PolicyEngine
+from ciliary.policy.engine import DirectionPolicy, Endpoint, PolicyEngine, node_name
 from ciliary.policy.mapstate import MATCH_NONE, MapEntry
 from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_NAMES
 from ciliary.policy.rules import EGRESS, INGRESS
@@ -39,11 +39,11 @@ class FlowPeer:
 
     @property
     def node(self) -> str | None:
-        return self.endpoint.node if self.endpoint else None
+        return node_name(self.endpoint) if self.endpoint else None
 
     def __str__(self) -> str:
         if self.endpoint is not None:
-            return f"node {self.endpoint.name}" if self.endpoint.is_host else self.endpoint.name
+            return self.endpoint.key
         return self.ip or "?"
 
 
@@ -188,8 +188,8 @@ def decide_side(
     pol = engine.policy(ep).direction(direction)
     cfg = engine.config
     side = SideVerdict(
-        direction, ep.name if not ep.is_host else f"node/{ep.name}", peer, pol.enforced, pol.default_deny,
-        cfg.audit_for(ep.name), pol.reason, policy=pol,
+        direction, ep.key, peer, pol.enforced, pol.default_deny,
+        cfg.audit_for(ep.key), pol.reason, policy=pol,
     )
     result = pol.lookup(peer.id, proto, port)
     e = result.entry
@@ -219,8 +219,8 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
     """The verdict of a new connection (replies follow conntrack and are not re-checked)."""
     src_ep, dst_ep = flow.src.endpoint, flow.dst.endpoint
     # Identities as each side's node sees the other end.
-    dst_seen = _identity(engine, flow.dst, src_ep.node if src_ep else None)
-    src_seen = _identity(engine, flow.src, dst_ep.node if dst_ep else None)
+    dst_seen = _identity(engine, flow.dst, node_name(src_ep) if src_ep else None)
+    src_seen = _identity(engine, flow.src, node_name(dst_ep) if dst_ep else None)
     if src_ep is not None:
         egress = decide_side(engine, src_ep, EGRESS, dst_seen, flow.proto, flow.dport)
     else:
@@ -228,7 +228,7 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
     if dst_ep is not None and egress.verdict != DROPPED:
         ingress = decide_side(engine, dst_ep, INGRESS, src_seen, flow.proto, flow.dport)
     elif dst_ep is not None:
-        ingress = SideVerdict(INGRESS, dst_ep.name, src_seen, reason="not reached: dropped at egress")
+        ingress = SideVerdict(INGRESS, dst_ep.key, src_seen, reason="not reached: dropped at egress")
     else:
         ingress = SideVerdict(INGRESS, None, src_seen, reason="destination is not a managed endpoint")
     if egress.verdict == DROPPED:
@@ -261,7 +261,7 @@ def resolve_peer(engine: PolicyEngine, text: str) -> FlowPeer:
     try:
         ip = str(ipaddress.ip_address(text))
     except ValueError:
-        ep = engine.endpoint(text)
+        ep = engine.endpoint_of_pod(text)
         if ep is None:
             raise LookupError(f"no endpoint {text!r} in the cluster (expected NS/POD, node/NAME or an IP)") from None
         return FlowPeer(ep.ips[0] if ep.ips else None, ep)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ciliary.policy.engine import Endpoint, PolicyEngine
+from ciliary.policy.engine import Endpoint, PolicyEngine, policy_key
 from ciliary.policy.ports import PROTO_NAMES
 from ciliary.verdict.decide import DROPPED, Flow, FlowPeer, Verdict, decide
 
@@ -41,6 +41,18 @@ class Matrix:
             for d in names:
                 row.append(("." if self.allowed(probe, s, d) else "X").ljust(width))
             lines.append(" ".join(row).rstrip())
+        return "\n".join(lines)
+
+    def numbered_table(self, probe: Probe) -> str:
+        """For long pod names: rows named and numbered, columns numbered."""
+        names = self.endpoints
+        width = max(len(n) for n in names) if names else 1
+        num_w = len(str(len(names)))
+        head = " " * (num_w + 1 + width) + " " + " ".join(str(i + 1).rjust(num_w) for i in range(len(names)))
+        lines = [head.rstrip()]
+        for i, s in enumerate(names):
+            cells = " ".join(("." if self.allowed(probe, s, d) else "X").rjust(num_w) for d in names)
+            lines.append(f"{str(i + 1).rjust(num_w)} {s.ljust(width)} {cells}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,20 +96,16 @@ class Matrix:
         return "\n".join(out) + "\n"
 
 
-def _group_key(engine: PolicyEngine, ep: Endpoint) -> tuple[object, ...]:
-    return (ep.identity.id, ep.labels, ep.namespace, ep.is_host, ep.named_ports, ep.node)
-
-
 def compute_matrix(
     engine: PolicyEngine, probes: list[Probe], endpoints: list[Endpoint] | None = None
 ) -> Matrix:
-    eps = endpoints if endpoints is not None else sorted(engine.pod_endpoints, key=lambda e: e.name)
+    eps = endpoints if endpoints is not None else sorted(engine.pod_endpoints, key=lambda e: e.key)
     groups: dict[tuple[object, ...], list[Endpoint]] = {}
     for ep in eps:
-        groups.setdefault(_group_key(engine, ep), []).append(ep)
-    m = Matrix([e.name for e in eps], probes)
+        groups.setdefault(policy_key(ep), []).append(ep)
+    m = Matrix([e.key for e in eps], probes)
     for probe in probes:
-        table: dict[str, dict[str, Verdict]] = {e.name: {} for e in eps}
+        table: dict[str, dict[str, Verdict]] = {e.key: {} for e in eps}
         for src_members in groups.values():
             src = src_members[0]
             for dst_members in groups.values():
@@ -106,8 +114,8 @@ def compute_matrix(
                 v = decide(engine, flow)
                 m.evaluations += 1
                 for s in src_members:
-                    row = table[s.name]
+                    row = table[s.key]
                     for d in dst_members:
-                        row[d.name] = v
+                        row[d.key] = v
         m.cells[probe] = table
     return m

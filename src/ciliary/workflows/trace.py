@@ -84,7 +84,7 @@ def render_trace(v: Verdict) -> str:
     dst_id = f" (identity {v.dst_identity.id})" if v.dst_identity else ""
     f = v.flow
     lines = [f"Tracing {f.src}{src_id} -> {f.dst}{dst_id} {v.as_dict()['port']}/{v.as_dict()['protocol']}", ""]
-    lines += _side_text(v, v.egress) + [""] + _side_text(v, v.ingress) + [""]
+    lines += [*_side_text(v, v.egress), "", *_side_text(v, v.ingress), ""]
     final = v.verdict + (f" ({v.drop_reason_desc}, {v.traffic_direction})" if v.drop_reason_desc else "")
     lines.append(f"Final verdict: {final}")
     return "\n".join(lines)
