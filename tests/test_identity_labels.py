@@ -14,6 +14,7 @@ def test_label_parse_and_print() -> None:
     assert Label.parse("app=foo", default_source="k8s") == Label("k8s", "app", "foo")
     assert Label.parse("$host") == Label("reserved", "host")
     assert Label.parse("k8s:a=b=c").value == "b=c"
+    assert Label.parse("app=a:b") == Label("any", "app", "a:b")
     assert str(Label("reserved", "host")) == "reserved:host"
     assert str(Label("k8s", "app", "frontend")) == "k8s:app=frontend"
     assert Label.parse("cidr:2001-db8--/32") == Label.parse("cidr:2001:db8::/32") == Label("cidr", "2001:db8::/32")

@@ -101,6 +101,9 @@ def split_source(text: str) -> tuple[str | None, str]:
     if text.startswith("$"):
         return SOURCE_RESERVED, text[1:]
     i = text.find(":")
+    eq = text.find("=")
+    if 0 <= eq < i:
+        i = -1  # the colon is inside the value (`app=a:b`): no source given
     if i < 0:
         if text.startswith("reserved."):
             return SOURCE_RESERVED, text[len("reserved.") :]

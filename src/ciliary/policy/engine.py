@@ -15,15 +15,25 @@ from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
 from ciliary.cluster.model import Cluster
 from ciliary.identity.allocator import Identity
 from ciliary.identity.ipcache import IPCache
-from ciliary.identity.labels import SOURCE_CIDR, Label, LabelSet
+from ciliary.identity.labels import SOURCE_CIDR, SOURCE_K8S, Label, LabelSet
 from ciliary.identity.reserved import HOST, REMOTE_NODE, reserved_label
 from ciliary.identity.selector import LabelIndex, Selector
+from ciliary.model import cilium as api
 from ciliary.model.policy import PolicySet
 from ciliary.policy.config import AgentConfig
 from ciliary.policy.mapstate import WILDCARD_IDENTITY, Lookup, PolicyMap
 from ciliary.policy.ports import ALL_PORTS, PROTO_NUMBERS, PortPrefix
 from ciliary.policy.repository import Repository
-from ciliary.policy.rules import EGRESS, INGRESS, PolicyEntry, TranslateOptions, translate_policy
+from ciliary.policy.rules import (
+    EGRESS,
+    INGRESS,
+    NS_LABEL,
+    Peer,
+    PolicyEntry,
+    TranslateOptions,
+    cidr_peer,
+    translate_policy,
+)
 
 
 @dataclass
@@ -56,6 +66,7 @@ class PolicyEngine:
         topts = TranslateOptions(
             cluster_name=config.cluster_name,
             enable_non_default_deny_policies=config.enable_non_default_deny_policies,
+            services=self._service_peers,
         )
         entries = [e for p in policies.policies for e in translate_policy(p, topts)]
         self.repository = Repository(entries)
@@ -80,6 +91,24 @@ class PolicyEngine:
             self._named_by_identity.setdefault(ep.identity.id, set()).update(named_ports(ep))
         self._all_named = {np for s in self._named_by_identity.values() for np in s}
         self._compiled: dict[tuple[object, ...], EndpointPolicy] = {}
+
+    def _service_peers(self, svc: api.Service, namespace: str | None) -> list[Peer] | None:
+        """toServices (layer3.rst "Services based"): a service with a selector becomes an
+        endpoint selector over its pods; one without becomes CIDRs of its endpoints.
+        None: not evaluated (k8sServiceSelector needs service labels)."""
+        ref = svc.k8s_service
+        if ref is None or not ref.service_name:
+            return None
+        ns = ref.namespace or namespace or "default"
+        service = self.cluster.service(f"{ns}/{ref.service_name}")
+        if service is None:
+            return []
+        if service.selector:
+            sel = Selector.from_dict({"matchLabels": {f"k8s:{k}": v for k, v in service.selector.items()}})
+            sel = sel.with_match_label(SOURCE_K8S, NS_LABEL, ns)
+            return [Peer(sel, "services", f"{ns}/{ref.service_name}")]
+        addrs = [a for e in self.cluster.endpoints if e.namespace == ns and e.service_name == ref.service_name for a in e.addresses]
+        return [cidr_peer(a if "/" in a else (f"{a}/128" if ":" in a else f"{a}/32"), kind="services") for a in addrs]
 
     # -- endpoints -------------------------------------------------------------
     def endpoint(self, name: str) -> Endpoint | None:

@@ -345,10 +345,11 @@ def _element_peers(
     if groups:
         not_eval.append(f"{pre}Groups")
     for svc in services or []:
-        if opts.services is not None:
-            peers.extend(opts.services(svc, namespace))
-        else:
+        resolved = opts.services(svc, namespace) if opts.services is not None else None
+        if resolved is None:
             not_eval.append("toServices")
+        else:
+            peers.extend(resolved)
     for fq in fqdns or []:
         pattern = fq.match_name or fq.match_pattern or ""
         # fqdn identities are created by the DNS proxy (L7 issue); until then nothing is selected.
