@@ -125,8 +125,92 @@ class _Builder:
         return None
 
 
+class _LazyLines(dict[Path, int]):
+    """Line numbers of a JSON document, computed (by composing it as YAML) on first use:
+    only errors need them, and JSON itself parses ~30x faster than YAML."""
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__()
+        self._text: str | None = text
+        self._file = file
+
+    def _fill(self) -> None:
+        if self._text is not None:
+            text, self._text = self._text, None
+            try:
+                docs = _parse_yaml(text, self._file)
+                if docs:
+                    self.update(docs[0].lines)
+            except LoadError:
+                pass
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return super().__contains__(key)
+
+    def __getitem__(self, key: Path) -> int:
+        self._fill()
+        return super().__getitem__(key)
+
+    def get(self, key: Path, default: Any = None) -> Any:
+        self._fill()
+        return super().get(key, default)
+
+    def items(self) -> Any:
+        self._fill()
+        return super().items()
+
+    def __iter__(self) -> Any:
+        self._fill()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Duplicate
+    return out
+
+
+def _depth_ok(value: Any) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if d > MAX_DEPTH:
+            return False
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values() if isinstance(x, (dict, list)))
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return True
+
+
 def parse_text(text: str, file: str) -> list[Document]:
     """Parse one file's text into documents. Raises LoadError on any syntax problem."""
+    if file.endswith(".json"):
+        # Fast path; anything unusual (duplicates, syntax errors) takes the YAML path,
+        # which reports it with a line.
+        try:
+            value = json.loads(text, object_pairs_hook=_no_duplicates)
+        except (ValueError, _Duplicate, RecursionError):
+            pass
+        else:
+            if value is None:
+                return []
+            if _depth_ok(value):
+                return [Document(file, 0, value, _LazyLines(text, file))]
+    return _parse_yaml(text, file)
+
+
+def _parse_yaml(text: str, file: str) -> list[Document]:
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as e:
