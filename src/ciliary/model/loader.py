@@ -64,7 +64,9 @@ def _show(value: Any) -> str:
         return json.dumps(text, ensure_ascii=False)
     if isinstance(value, (dict, list)):
         return _type_name(value)
-    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    text = (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -84,8 +86,8 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Aliases of the fields allowed at `loc` (used for did-you-mean suggestions)."""
+def _models_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[type[BaseModel]]:
+    """The model classes that can sit at `loc` inside `model`."""
     current: list[Any] = [model]
     for part in loc:
         if isinstance(part, int):
@@ -97,11 +99,25 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
                     if (f.alias or name) == part:
                         nxt.extend(_unwrap(f.annotation))
         current = nxt
-    names: list[str] = []
-    for m in current:
-        if isinstance(m, type) and issubclass(m, BaseModel):
-            names.extend(f.alias or n for n, f in m.model_fields.items())
-    return names
+    return [m for m in current if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Aliases of the fields allowed at `loc` (used for did-you-mean suggestions)."""
+    return [f.alias or n for m in _models_at(model, loc) for n, f in m.model_fields.items()]
+
+
+_DENY_L7 = "deny rules do not support L7 rules, TLS or listeners (cilium: deny.rst)"
+# Fields that exist in the API, only not here: say why instead of guessing a typo.
+_MISPLACED: dict[tuple[str, str], str] = {
+    **{("PortDenyRule", k): _DENY_L7 for k in (
+        "rules", "serverNames", "terminatingTLS", "originatingTLS", "listener")},
+    ("EgressDenyRule", "toFQDNs"): "toFQDNs is not supported in deny rules (cilium: deny.rst)",
+    ("EgressDenyRule", "authentication"): "authentication applies to allow rules only",
+    ("IngressDenyRule", "authentication"): "authentication applies to allow rules only",
+    ("IngressRule", "toFQDNs"): "toFQDNs is an egress-only field",
+    ("IngressDenyRule", "toFQDNs"): "toFQDNs is an egress-only field",
+}  # fmt: skip
 
 
 def _literal_choices(expected: str) -> str:
@@ -119,6 +135,9 @@ def _message(err: Any, model: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         key = str(loc[-1])
         msg = f'unknown field "{key}"'
+        for m in _models_at(model, loc[:-1]):
+            if (m.__name__, key) in _MISPLACED:
+                return f"{msg}: {_MISPLACED[m.__name__, key]}"
         known = _fields_at(model, loc[:-1])
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         if not close:
@@ -128,9 +147,17 @@ def _message(err: Any, model: type[BaseModel]) -> str:
         if close:
             msg += f' (did you mean "{close[0]}"?)'
         return msg
-    got = f"got {_type_name(value)} {_show(value)}" if not isinstance(value, (dict, list)) else f"got {_type_name(value)}"
+    got = (
+        f"got {_type_name(value)} {_show(value)}"
+        if not isinstance(value, (dict, list))
+        else f"got {_type_name(value)}"
+    )
     if kind == "string_type":
-        hint = ' (quote it: "' + str(value) + '")' if isinstance(value, int) and not isinstance(value, bool) else ""
+        hint = (
+            ' (quote it: "' + str(value) + '")'
+            if isinstance(value, int) and not isinstance(value, bool)
+            else ""
+        )
         return f"must be a string, {got}{hint}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"must be an integer, {got}"
@@ -167,7 +194,8 @@ def _message(err: Any, model: type[BaseModel]) -> str:
 def _strip_union_tags(loc: tuple[Any, ...]) -> Path:
     # pydantic inserts member tags like 'str' / 'int' / 'function-plain[...]' for unions.
     return tuple(
-        p for p in loc
+        p
+        for p in loc
         if isinstance(p, int) or not (p in ("str", "int", "bool", "list", "dict") or "[" in p)
     )
 
@@ -189,7 +217,12 @@ def _object_label(kind: str, value: dict[str, Any]) -> str:
 def iter_objects(doc: Document) -> Iterable[tuple[Path, Any]]:
     """The objects of a document: itself, or the items of a `kind: List`."""
     v = doc.value
-    if isinstance(v, dict) and isinstance(v.get("kind"), str) and v["kind"] in LIST_KINDS and "items" in v:
+    if (
+        isinstance(v, dict)
+        and isinstance(v.get("kind"), str)
+        and v["kind"] in LIST_KINDS
+        and "items" in v
+    ):
         items = v.get("items")
         if isinstance(items, list):
             for i, item in enumerate(items):
@@ -208,6 +241,7 @@ def load_policies(
     seen: dict[PolicyRef, LoadedPolicy] = {}
     for doc in documents:
         for prefix, value in iter_objects(doc):
+
             def issue(
                 path: Path,
                 message: str,
@@ -217,7 +251,9 @@ def load_policies(
             ) -> None:
                 full = (*prefix, *path)
                 issues.append(
-                    ValidationIssue(doc.file, doc.line_of(full), doc.index, obj, format_path(full), message)
+                    ValidationIssue(
+                        doc.file, doc.line_of(full), doc.index, obj, format_path(full), message
+                    )
                 )
 
             if not isinstance(value, dict):
@@ -229,7 +265,10 @@ def load_policies(
                 issue(("kind",), "every object needs a kind")
                 continue
             if kind not in POLICY_KINDS:
-                if isinstance(api_version, str) and api_version.split("/")[0] in ("cilium.io", "networking.k8s.io"):
+                if isinstance(api_version, str) and api_version.split("/")[0] in (
+                    "cilium.io",
+                    "networking.k8s.io",
+                ):
                     close = difflib.get_close_matches(kind, list(POLICY_KINDS), n=1, cutoff=0.85)
                     if close:
                         issue(("kind",), f'unknown kind "{kind}" (did you mean "{close[0]}"?)')
@@ -239,7 +278,11 @@ def load_policies(
             want_api, model = POLICY_KINDS[kind]
             label = _object_label(kind, value)
             if api_version != want_api:
-                issue(("apiVersion",), f"{kind} is served as apiVersion {want_api}, got {_show(api_version)}", label)
+                issue(
+                    ("apiVersion",),
+                    f"{kind} is served as apiVersion {want_api}, got {_show(api_version)}",
+                    label,
+                )
                 continue
             try:
                 obj = typing.cast(PolicyObject, model.model_validate(value))
@@ -259,7 +302,11 @@ def load_policies(
             loaded = LoadedPolicy(ref, obj, doc.file, doc.index, prefix, doc.lines)
             if ref in seen:
                 first = seen[ref]
-                issue(("metadata", "name"), f"{ref} is defined twice (first in {first.file}, document {first.document})", label)
+                issue(
+                    ("metadata", "name"),
+                    f"{ref} is defined twice (first in {first.file}, document {first.document})",
+                    label,
+                )
                 continue
             seen[ref] = loaded
             result.policies.append(loaded)

@@ -40,9 +40,7 @@ class LabelSelector(ApiModel):
     """A Kubernetes label selector; in Cilium rules its keys may carry a source (`k8s:app`)."""
 
     match_labels: dict[str, str] | None = Field(None, alias="matchLabels")
-    match_expressions: list[LabelSelectorRequirement] | None = Field(
-        None, alias="matchExpressions"
-    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(None, alias="matchExpressions")
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

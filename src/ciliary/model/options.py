@@ -10,4 +10,6 @@ class ValidationOptions:
     enable_l7_proxy: bool = True  # --enable-l7-proxy
     enable_icmp_rules: bool = True  # --enable-icmp-rules
     enable_node_selector_labels: bool = False  # --enable-node-selector-labels (fromNodes/toNodes)
-    enable_extended_ip_protocols: bool = False  # --enable-extended-ip-protocols
+    # --enable-extended-ip-protocols: VRRP, IGMP, GRE, IPIP, IPV6, ESP, AH in toPorts (port
+    # empty or "0"), and a PortProtocol may omit its port.
+    enable_extended_ip_protocols: bool = False

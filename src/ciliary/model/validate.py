@@ -142,6 +142,7 @@ _DNS_NAME_CHARS = frozenset("-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 _DNS_PATTERN_CHARS = _DNS_NAME_CHARS | {"*"}
 _ALNUM_DASH = frozenset("-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _DIGITS = frozenset("0123456789")
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def validate_object(obj: PolicyObject, options: ValidationOptions) -> list[Problem]:
@@ -232,7 +233,7 @@ def is_iana_svc_name(name: str) -> bool:
     return (
         0 < len(name) <= 15
         and all(c in _ALNUM_DASH for c in name)
-        and any(c.isalpha() for c in name)
+        and any(c in _ASCII_LETTERS for c in name)
         and name[0] != "-"
         and name[-1] != "-"
         and "--" not in name
@@ -302,7 +303,7 @@ def go_parse_uint16(s: str) -> tuple[int, str | None]:
             continue
         if c in _DIGITS:
             d = ord(c) - 48
-        elif "a" <= c.lower() <= "z":
+        elif c in _ASCII_LETTERS:
             d = ord(c.lower()) - 87
         else:
             return 0, "invalid syntax"
@@ -329,13 +330,14 @@ class ParsedPrefix:
 
 
 def _looks_like_netmask(bits: str) -> bool:
-    return bits.count(".") == 3 and all(p.isdigit() for p in bits.split("."))
+    return bits.count(".") == 3 and all(p and set(p) <= _DIGITS for p in bits.split("."))
 
 
+@lru_cache(maxsize=8192)
 def parse_prefix(text: str, sloppy: bool = False) -> ParsedPrefix | str:
     """Go's netip.ParsePrefix (sloppy: k8s ParseCIDRSloppy, leading zeros allowed).
 
-    Returns the prefix or the reason it is not one.
+    Returns the prefix or the reason it is not one. Cached: clusters repeat CIDRs a lot.
     """
     slash = text.rfind("/")
     if slash < 0:
@@ -352,7 +354,11 @@ def parse_prefix(text: str, sloppy: bool = False) -> ParsedPrefix | str:
         addr: Address = ipaddress.ip_address(addr_text)
     except ValueError:
         octets = addr_text.split(".")
-        if not (sloppy and len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets)):
+        if not (
+            sloppy
+            and len(octets) == 4
+            and all(o and set(o) <= _DIGITS and len(o) <= 3 for o in octets)
+        ):
             return f"invalid IP address {q(addr_text)}"
         try:
             addr = ipaddress.IPv4Address(".".join(str(int(o)) for o in octets))
@@ -376,7 +382,9 @@ def parse_prefix(text: str, sloppy: bool = False) -> ParsedPrefix | str:
         leading = True
     bits = int(bits_text)
     if bits > addr.max_prefixlen:
-        return f"prefix length {bits} out of range (IPv{addr.version} allows 0-{addr.max_prefixlen})"
+        return (
+            f"prefix length {bits} out of range (IPv{addr.version} allows 0-{addr.max_prefixlen})"
+        )
     network = ipaddress.ip_network((addr, bits), strict=False)
     return ParsedPrefix(addr, bits, network, leading)
 
@@ -404,9 +412,12 @@ def re2_error(pattern: str) -> str | None:
     return None
 
 
+_GO_OTHER = frozenset(("Cc", "Cf", "Co", "Cs"))  # Go's unicode.C has no Cn (unassigned)
+
+
 def printable(value: str) -> bool:
-    r"""The CRD's `^\PC*$`: no control, format, unassigned, private-use or surrogate chars."""
-    return not any(unicodedata.category(c)[0] == "C" for c in value)
+    r"""The CRD's `^\PC*$` (Go RE2): no control, format, private-use or surrogate chars."""
+    return not any(unicodedata.category(c) in _GO_OTHER for c in value)
 
 
 def cilium_extended_key(key: str, source_prefix: str | None = None) -> str:
@@ -485,7 +496,9 @@ class _Validator:
             if req.operator in ("In", "NotIn"):
                 if not req.values:
                     where = (*rpath, "values") if req.values is not None else rpath
-                    self.add(where, f"{head}values must be specified when `operator` is 'In' or 'NotIn'")
+                    self.add(
+                        where, f"{head}values must be specified when `operator` is 'In' or 'NotIn'"
+                    )
             elif req.values:
                 self.add(
                     (*rpath, "values"),
@@ -537,7 +550,9 @@ class _CiliumValidator(_Validator):
         if es is None and ns is None:
             self.add(p, "rule must have one of EndpointSelector or NodeSelector")
         elif es is not None and ns is not None:
-            self.add((*p, "nodeSelector"), "rule cannot have both EndpointSelector and NodeSelector")
+            self.add(
+                (*p, "nodeSelector"), "rule cannot have both EndpointSelector and NodeSelector"
+            )
         elif ns is not None and self.namespaced:
             # cnp_types.go Validate.
             self.add(
@@ -572,7 +587,9 @@ class _CiliumValidator(_Validator):
 
     # -- L3 -------------------------------------------------------------------------
 
-    def l3_exclusive(self, p: Path, members: Sequence[tuple[str, str, Sequence[object] | None]]) -> None:
+    def l3_exclusive(
+        self, p: Path, members: Sequence[tuple[str, str, Sequence[object] | None]]
+    ) -> None:
         # rule_validation.go: more than one L3 member type in one element.
         present = [(go, alias) for go, alias, value in members if value]
         if len(present) > 1:
@@ -614,7 +631,9 @@ class _CiliumValidator(_Validator):
         for i, svc in enumerate(e.to_services or []):
             sel = svc.k8s_service_selector
             if sel is not None:  # CRD: matchLabels values only
-                self.selector((*p, "toServices", i, "k8sServiceSelector", "selector"), sel.selector, "values")
+                self.selector(
+                    (*p, "toServices", i, "k8sServiceSelector", "selector"), sel.selector, "values"
+                )
         self.icmps(p, e.icmps, has_ports)
 
     def peers(
@@ -685,7 +704,10 @@ class _CiliumValidator(_Validator):
         if not icmps:
             return
         if not self.options.enable_icmp_rules:
-            self.add((*p, "icmps"), 'ICMP rules can only be applied when the "enable-icmp-rules" flag is set')
+            self.add(
+                (*p, "icmps"),
+                'ICMP rules can only be applied when the "enable-icmp-rules" flag is set',
+            )
         if has_ports:
             self.add(
                 (*p, "icmps"),
@@ -694,13 +716,15 @@ class _CiliumValidator(_Validator):
         for i, rule in enumerate(icmps):
             fields = rule.fields or []
             if len(fields) > MAX_ICMP_FIELDS:
-                self.add((*p, "icmps", i, "fields"), f"too many types, the max is {MAX_ICMP_FIELDS}")
+                self.add(
+                    (*p, "icmps", i, "fields"), f"too many types, the max is {MAX_ICMP_FIELDS}"
+                )
             for j, f in enumerate(fields):
                 self.icmp_field((*p, "icmps", i, "fields", j), f.family, f.type)
 
     def icmp_field(self, p: Path, family: str | None, typ: int | str) -> None:
         # icmp.go: family enum, type 0-255 or a CamelCase name of that family.
-        if family not in (None, "", "IPv4", "IPv6"):
+        if family not in (None, "IPv4", "IPv6"):  # "" passes Go but not the CRD enum
             self.add((*p, "family"), f"wrong family: {family} (must be IPv4 or IPv6)")
             return
         fam = family or "IPv4"
@@ -712,7 +736,10 @@ class _CiliumValidator(_Validator):
             hint = ""
             if typ == "ExtendedEchoReply":
                 hint = f" (the CRD pattern misspells this name; use {ICMP_TYPES[fam][typ]})"
-            self.add((*p, "type"), f"invalid ICMP type {q(typ)}: must be 0-255 or a CamelCase ICMP type name{hint}")
+            self.add(
+                (*p, "type"),
+                f"invalid ICMP type {q(typ)}: must be 0-255 or a CamelCase ICMP type name{hint}",
+            )
             return
         if not typ.isdigit() and typ not in ICMP_TYPES[fam]:
             self.add((*p, "type"), f"ICMP type {typ} not found in {fam}")
@@ -729,7 +756,9 @@ class _CiliumValidator(_Validator):
                 elif not self.options.enable_l7_proxy:
                     self.add((*jp, "rules"), _NO_PROXY)
                 elif pr.rules is not None and pr.rules.dns:
-                    self.add((*jp, "rules", "dns"), "L7 protocol DNS is not supported on ingress yet")
+                    self.add(
+                        (*jp, "rules", "dns"), "L7 protocol DNS is not supported on ingress yet"
+                    )
             self.port_rule(jp, pr, ingress=True)
 
     def egress(self, p: Path, e: EgressRule, host: bool) -> None:
@@ -743,9 +772,15 @@ class _CiliumValidator(_Validator):
                 if not self.options.enable_l7_proxy:
                     self.add((*jp, "rules"), _NO_PROXY)
                 elif host:
-                    for name, alias, value in (("HTTP", "http", rules.http), ("Kafka", "kafka", rules.kafka)):
+                    for name, alias, value in (
+                        ("HTTP", "http", rules.http),
+                        ("Kafka", "kafka", rules.kafka),
+                    ):
                         if value:
-                            self.add((*jp, "rules", alias), f"L7 protocol {name} is not supported on host egress yet")
+                            self.add(
+                                (*jp, "rules", alias),
+                                f"L7 protocol {name} is not supported on host egress yet",
+                            )
             self.port_rule(jp, pr, ingress=False)
 
     def port_rule(self, p: Path, pr: PortRule, ingress: bool) -> None:
@@ -756,7 +791,10 @@ class _CiliumValidator(_Validator):
         if pr.server_names is not None:
             self.server_names((*p, "serverNames"), pr.server_names)
             if pr.server_names and has_l7 and pr.terminating_tls is None:
-                self.add((*p, "serverNames"), "ServerNames are not allowed with L7 rules without TLS termination")
+                self.add(
+                    (*p, "serverNames"),
+                    "ServerNames are not allowed with L7 rules without TLS termination",
+                )
         ports = pr.ports or []
         zero: int | None = None
         if len(ports) > MAX_PORTS:
@@ -767,8 +805,12 @@ class _CiliumValidator(_Validator):
                 zero = k
             # DNS L7 rules can be TCP, UDP or ANY, all others are TCP only.
             if has_l7 and not has_dns and proto is not None and proto != "TCP":
-                where = (*p, "ports", k, "protocol") if pp.protocol is not None else (*p, "ports", k)
-                self.add(where, f"L7 rules can only apply to TCP (not {proto}) except for DNS rules")
+                where = (
+                    (*p, "ports", k, "protocol") if pp.protocol is not None else (*p, "ports", k)
+                )
+                self.add(
+                    where, f"L7 rules can only apply to TCP (not {proto}) except for DNS rules"
+                )
         if pr.listener is not None:
             self.listener((*p, "listener"), pr, ingress, has_l7)
         if rules is not None and has_l7:
@@ -788,8 +830,10 @@ class _CiliumValidator(_Validator):
     def port_protocol(self, p: Path, pp: PortProtocol, has_dns: bool) -> tuple[bool, str | None]:
         """PortProtocol.Validate + CRD: returns (port is 0, effective protocol or None if bad)."""
         proto: str | None = pp.protocol or "ANY"
-        if pp.protocol:
-            allowed = PROTOCOLS + (EXTENDED_PROTOCOLS if self.options.enable_extended_ip_protocols else ())
+        if pp.protocol is not None:  # the CRD enum rejects "" too
+            allowed = PROTOCOLS + (
+                EXTENDED_PROTOCOLS if self.options.enable_extended_ip_protocols else ()
+            )
             if pp.protocol not in allowed:
                 self.add((*p, "protocol"), _invalid_protocol(pp.protocol, allowed))
                 proto = None
@@ -845,7 +889,9 @@ class _CiliumValidator(_Validator):
         if lst.envoy_config.name == "":
             self.add((*p, "envoyConfig", "name"), "must not be empty")
         if lst.priority is not None and not 1 <= lst.priority <= 100:  # CRD minimum/maximum
-            self.add((*p, "priority"), f"listener priority must be between 1 and 100, got {lst.priority}")
+            self.add(
+                (*p, "priority"), f"listener priority must be between 1 and 100, got {lst.priority}"
+            )
 
     def l7_rules(self, p: Path, rules: L7Rules, ports: list[PortProtocol]) -> None:
         # rule_validation.go L7Rules.Validate (http, kafka, dns, l7proto/l7).
@@ -894,9 +940,15 @@ class _CiliumValidator(_Validator):
             self.add(p, f"cannot set both Role {q(k.role)} and APIKey {q(k.api_key)} together")
         if k.api_key and k.api_key.lower() not in KAFKA_API_KEYS:
             self.add((*p, "apiKey"), f"invalid Kafka APIKey {q(k.api_key)}")
-        if k.role and k.role not in KAFKA_ROLES:
-            hint = " (lower case: the CRD enum is case-sensitive)" if k.role.lower() in KAFKA_ROLES else ""
-            self.add((*p, "role"), f"invalid Kafka Role {q(k.role)}: must be produce or consume{hint}")
+        if k.role is not None and k.role not in KAFKA_ROLES:  # CRD enum, so "" fails too
+            hint = (
+                " (lower case: the CRD enum is case-sensitive)"
+                if k.role.lower() in KAFKA_ROLES
+                else ""
+            )
+            self.add(
+                (*p, "role"), f"invalid Kafka Role {q(k.role)}: must be produce or consume{hint}"
+            )
         if k.api_version:
             ok = _KAFKA_API_VERSION.fullmatch(k.api_version) and 0 <= int(k.api_version) <= 32767
             if not ok:
@@ -925,12 +977,17 @@ class _CiliumValidator(_Validator):
         elif any(c not in chars for c in value):
             allowed = "0-9, a-z, A-Z, _, ., - and *" if is_pattern else "0-9, a-z, A-Z, _, . and -"
             name = "MatchPattern" if is_pattern else "MatchName"
-            self.add((*p, field), f"Invalid characters in {name}: {q(value)}. Only {allowed} characters are allowed")
+            self.add(
+                (*p, field),
+                f"Invalid characters in {name}: {q(value)}. Only {allowed} characters are allowed",
+            )
         elif not _dns_structure_ok(value, chars):
             self.add((*p, field), f"invalid {field} {q(value)}: " + _dns_structure_msg(is_pattern))
 
 
-_NODES_FLAG = 'FromNodes/ToNodes rules can only be applied when the "enable-node-selector-labels" flag is set'
+_NODES_FLAG = (
+    'FromNodes/ToNodes rules can only be applied when the "enable-node-selector-labels" flag is set'
+)
 _NO_PROXY = "L7 policy is not supported since L7 proxy is not enabled"
 
 
@@ -953,8 +1010,10 @@ def _dns_structure_ok(value: str, chars: frozenset[str]) -> bool:
 
 
 def _dns_structure_msg(pattern: bool) -> str:
-    return "must be a DNS name" + (" pattern" if pattern else "") + (
-        " (non-empty, no leading '.', no empty labels)"
+    return (
+        "must be a DNS name"
+        + (" pattern" if pattern else "")
+        + (" (non-empty, no leading '.', no empty labels)")
     )
 
 
@@ -983,23 +1042,41 @@ class _KnpValidator(_Validator):
 
     def port(self, p: Path, port: NetworkPolicyPort) -> None:
         if port.protocol is not None and port.protocol not in ("TCP", "UDP", "SCTP"):
-            self.add((*p, "protocol"), f'unsupported value {q(port.protocol)}: must be one of "TCP", "UDP", "SCTP"')
+            self.add(
+                (*p, "protocol"),
+                f'unsupported value {q(port.protocol)}: must be one of "TCP", "UDP", "SCTP"',
+            )
         end = port.end_port
         if isinstance(port.port, int):
             if not 1 <= port.port <= 65535:
-                self.add((*p, "port"), f"invalid value {port.port}: must be between 1 and 65535, inclusive")
+                self.add(
+                    (*p, "port"),
+                    f"invalid value {port.port}: must be between 1 and 65535, inclusive",
+                )
             if end is not None:
                 if end < port.port:
-                    self.add((*p, "endPort"), f"invalid value {end}: must be greater than or equal to `port`")
+                    self.add(
+                        (*p, "endPort"),
+                        f"invalid value {end}: must be greater than or equal to `port`",
+                    )
                 if not 1 <= end <= 65535:
-                    self.add((*p, "endPort"), f"invalid value {end}: must be between 1 and 65535, inclusive")
+                    self.add(
+                        (*p, "endPort"),
+                        f"invalid value {end}: must be between 1 and 65535, inclusive",
+                    )
         elif isinstance(port.port, str):
             if end is not None:
-                self.add((*p, "endPort"), f"invalid value {end}: may not be specified when `port` is non-numeric")
+                self.add(
+                    (*p, "endPort"),
+                    f"invalid value {end}: may not be specified when `port` is non-numeric",
+                )
             for m in k8s_port_name_errors(port.port):
                 self.add((*p, "port"), f"invalid value {q(port.port)}: {m}")
         elif end is not None:
-            self.add((*p, "endPort"), f"invalid value {end}: may not be specified when `port` is not specified")
+            self.add(
+                (*p, "endPort"),
+                f"invalid value {end}: may not be specified when `port` is not specified",
+            )
 
     def peer(self, p: Path, peer: NetworkPolicyPeer) -> None:
         count = 0
@@ -1028,12 +1105,17 @@ class _KnpValidator(_Validator):
             if cidr is None or ex is None:
                 continue
             if ex.network.network_address not in cidr.network or cidr.bits >= ex.bits:
-                self.add((*p, "except", i), f"invalid value {q(exc)}: must be a strict subset of `cidr`")
+                self.add(
+                    (*p, "except", i), f"invalid value {q(exc)}: must be a strict subset of `cidr`"
+                )
 
     def k8s_cidr(self, p: Path, value: str) -> ParsedPrefix | None:
         parsed = parse_prefix(value, sloppy=True)
         if isinstance(parsed, str):
-            self.add(p, f"invalid value {q(value)}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+            self.add(
+                p,
+                f"invalid value {q(value)}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+            )
             return None
         bad = None
         if parsed.leading_zeros:
@@ -1041,7 +1123,9 @@ class _KnpValidator(_Validator):
         elif _is_4in6(parsed.addr):
             bad = "must not have an IPv4-mapped IPv6 address"
         elif parsed.addr != parsed.network.network_address:
-            bad = f"must not have bits set beyond the prefix length (did you mean {parsed.network}?)"
+            bad = (
+                f"must not have bits set beyond the prefix length (did you mean {parsed.network}?)"
+            )
         if bad:
             self.add(p, f"invalid value {q(value)}: {bad}")
         return parsed
