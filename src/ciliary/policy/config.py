@@ -28,6 +28,7 @@ class AgentConfig:
     audit_mode_endpoints: tuple[str, ...] = ()
     policy_cidr_match_mode: str = ""  # "" or "nodes"
     enable_non_default_deny_policies: bool = True
+    policy_default_local_cluster: bool = True
     enable_host_firewall: bool = False
     enable_l7_proxy: bool = True
     enable_icmp_rules: bool = True
@@ -59,6 +60,7 @@ _KEYS: dict[str, str] = {
     "policy-cidr-match-mode": "policy_cidr_match_mode",
     "enable-non-default-deny-policies": "enable_non_default_deny_policies",
     "enable-host-firewall": "enable_host_firewall",
+    "policy-default-local-cluster": "policy_default_local_cluster",
     "enable-l7-proxy": "enable_l7_proxy",
     "enable-icmp-rules": "enable_icmp_rules",
     "enable-node-selector-labels": "enable_node_selector_labels",
@@ -66,7 +68,7 @@ _KEYS: dict[str, str] = {
     "mutual-auth-established": "mutual_auth_established",
 }
 _BOOLS = {
-    "policy_audit_mode", "enable_non_default_deny_policies", "enable_host_firewall",
+    "policy_audit_mode", "enable_non_default_deny_policies", "policy_default_local_cluster", "enable_host_firewall",
     "enable_l7_proxy", "enable_icmp_rules", "enable_node_selector_labels", "mutual_auth_established",
 }
 

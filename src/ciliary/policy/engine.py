@@ -66,6 +66,7 @@ class PolicyEngine:
         topts = TranslateOptions(
             cluster_name=config.cluster_name,
             enable_non_default_deny_policies=config.enable_non_default_deny_policies,
+            policy_default_local_cluster=config.policy_default_local_cluster,
             services=self._service_peers,
         )
         entries = [e for p in policies.policies for e in translate_policy(p, topts)]
@@ -81,11 +82,16 @@ class PolicyEngine:
             # Node IPs become selectable by CIDR: remote-node plus the node's cidr labels.
             for node in cluster.nodes:
                 for ip in node.ips:
+                    extra = [reserved_label("kube-apiserver")] if ip in cluster.kube_apiserver_ips else []
                     self._node_identities[ip] = self.allocator.allocate(
-                        LabelSet([reserved_label("remote-node"), Label.cidr(ip)])
+                        LabelSet([reserved_label("remote-node"), Label.cidr(ip), *extra])
                     )
-        self.index = LabelIndex((i.id, i.labels) for i in self.allocator.identities() if i.id != 0)
+        # Build every node's ipcache first: it allocates identities (e.g. an apiserver outside
+        # the cluster) that selectors must see.
         self._ipcaches: dict[str | None, IPCache] = {}
+        for n in [None, *(n.name for n in cluster.nodes)]:
+            self.ipcache(n)
+        self.index = LabelIndex((i.id, i.labels) for i in self.allocator.identities() if i.id != 0)
         self._named_by_identity: dict[int, set[tuple[str, int, int]]] = {}
         for ep in self.endpoints:
             self._named_by_identity.setdefault(ep.identity.id, set()).update(named_ports(ep))

@@ -119,6 +119,7 @@ class PolicyEntry:
 class TranslateOptions:
     cluster_name: str = "default"
     enable_non_default_deny_policies: bool = True
+    policy_default_local_cluster: bool = True
     services: Any = None  # cluster services for toServices: callable(ns, name|selector) -> peers
 
 
@@ -327,7 +328,7 @@ def _element_peers(
         return (None if has_ports else ()), req_sels, not_eval
     peers: list[Peer] = []
     for sel in endpoints or []:
-        s = _peer_endpoint_selector(_label_selector(sel), namespace, subject_init)
+        s = _local_cluster(_peer_endpoint_selector(_label_selector(sel), namespace, subject_init), opts)
         peers.append(Peer(s, "endpoints", str(s)))
     for c in cidrs or []:
         peers.append(cidr_peer(c))
@@ -360,20 +361,36 @@ def _element_peers(
 # --- Kubernetes NetworkPolicy (pkg/k8s/network_policy.go) -------------------------------
 
 
-def _knp_peer(peer: NetworkPolicyPeer, namespace: str) -> list[Peer]:
+def _local_cluster(sel: Selector, opts: TranslateOptions) -> Selector:
+    """policy-default-local-cluster (default on since Cilium 1.19): endpoint peers select only
+    the local cluster unless they name a cluster (utils.go addClusterFilterByDefault)."""
+    if not opts.policy_default_local_cluster or sel.has_source(SOURCE_RESERVED):
+        return sel
+    if sel.has_key(SOURCE_K8S, CLUSTER_LABEL) or sel.has_key(SOURCE_ANY, CLUSTER_LABEL):
+        return sel
+    return sel.with_requirements(Requirement.make(CLUSTER_LABEL, OP_IN, (opts.cluster_name,), source=SOURCE_K8S))
+
+
+def _knp_peer(peer: NetworkPolicyPeer, namespace: str, opts: TranslateOptions) -> list[Peer]:
+    out: list[Peer] = []
+    if peer.pod_selector is not None or peer.namespace_selector is not None:
+        sel = _local_cluster(_knp_peer_selector(peer, namespace), opts)
+        out.append(Peer(sel, "endpoints", str(sel)))
     if peer.ip_block is not None:
-        return [cidr_peer(peer.ip_block.cidr, tuple(peer.ip_block.except_ or ()), "ipBlock")]
+        out.append(cidr_peer(peer.ip_block.cidr, tuple(peer.ip_block.except_ or ()), "ipBlock"))
+    return out
+
+
+def _knp_peer_selector(peer: NetworkPolicyPeer, namespace: str) -> Selector:
     if peer.namespace_selector is not None:
         ns_sel = _k8s_keys(peer.namespace_selector, NS_LABELS_PREFIX)
         if peer.namespace_selector.as_dict() == {}:
             ns_sel = Selector().with_requirements(Requirement.make(NS_LABEL, OP_EXISTS, source=SOURCE_K8S))
         pod_sel = _k8s_keys(peer.pod_selector)
-        sel = Selector(
+        return Selector(
             (*ns_sel.match_labels, *pod_sel.match_labels), (*ns_sel.expressions, *pod_sel.expressions)
         )
-        return [Peer(sel, "endpoints", str(sel))]
-    sel = _k8s_keys(peer.pod_selector).with_requirements(_ns_req(namespace))
-    return [Peer(sel, "endpoints", str(sel))]
+    return _k8s_keys(peer.pod_selector).with_requirements(_ns_req(namespace))
 
 
 def _knp_ports(ports: list[Any] | None) -> tuple[PortSpec, ...] | None:
@@ -402,30 +419,26 @@ def _translate_knp(policy: LoadedPolicy, obj: NetworkPolicy, opts: TranslateOpti
     def add(path: Path, direction: str, peers: tuple[Peer, ...] | None, ports: tuple[PortSpec, ...] | None) -> None:
         out.append(PolicyEntry(_origin(policy, path), ns, subject, False, direction, False, True, peers, ports))
 
-    # policyTypes decides which directions the policy covers; rules of an uncovered direction
-    # are ignored, as the Kubernetes API defines (Open question 4; docs/semantics.md).
-    covers_ingress = types is None or "Ingress" in types
-    covers_egress = (types is not None and "Egress" in types) or (types is None and obj.spec.egress is not None and len(obj.spec.egress) > 0)
+    # Every ingress/egress element is translated whatever policyTypes says; policyTypes only
+    # adds the empty default-deny entries (pkg/k8s/network_policy.go ParseNetworkPolicy).
     n_in = n_eg = 0
-    if covers_ingress:
-        for i, rule in enumerate(obj.spec.ingress or []):
-            ports = _knp_ports(rule.ports)
-            if not rule.from_:
-                add(("spec", "ingress", i), INGRESS, None, ports)
-                n_in += 1
-            for j, peer in enumerate(rule.from_ or []):
-                add(("spec", "ingress", i, "from", j), INGRESS, tuple(_knp_peer(peer, ns)), ports)
-                n_in += 1
-    if covers_egress:
-        for i, erule in enumerate(obj.spec.egress or []):
-            ports = _knp_ports(erule.ports)
-            if not erule.to:
-                add(("spec", "egress", i), EGRESS, None, ports)
-                n_eg += 1
-            for j, peer in enumerate(erule.to or []):
-                add(("spec", "egress", i, "to", j), EGRESS, tuple(_knp_peer(peer, ns)), ports)
-                n_eg += 1
-    if n_in == 0 and covers_ingress:
+    for i, rule in enumerate(obj.spec.ingress or []):
+        ports = _knp_ports(rule.ports)
+        if not rule.from_:
+            add(("spec", "ingress", i), INGRESS, None, ports)
+            n_in += 1
+        for j, peer in enumerate(rule.from_ or []):
+            add(("spec", "ingress", i, "from", j), INGRESS, tuple(_knp_peer(peer, ns, opts)), ports)
+            n_in += 1
+    for i, erule in enumerate(obj.spec.egress or []):
+        ports = _knp_ports(erule.ports)
+        if not erule.to:
+            add(("spec", "egress", i), EGRESS, None, ports)
+            n_eg += 1
+        for j, peer in enumerate(erule.to or []):
+            add(("spec", "egress", i, "to", j), EGRESS, tuple(_knp_peer(peer, ns, opts)), ports)
+            n_eg += 1
+    if n_in == 0 and (types is None or "Ingress" in types or "Egress" not in types):
         add(("spec",), INGRESS, (), None)
     if n_eg == 0 and types is not None and "Egress" in types:
         add(("spec",), EGRESS, (), None)

@@ -239,8 +239,14 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
         deciding = egress if egress.verdict == AUDIT else ingress
         verdict, direction = AUDIT, "EGRESS" if deciding is egress else "INGRESS"
     else:
+        # Cilium emits policy verdicts only for enforced directions; prefer the ingress one.
         verdict = FORWARDED
-        deciding, direction = (ingress, "INGRESS") if ingress.applies else (egress, "EGRESS")
+        if ingress.applies and (ingress.enforced or not egress.enforced):
+            deciding, direction = ingress, "INGRESS"
+        elif egress.applies:
+            deciding, direction = egress, "EGRESS"
+        else:
+            deciding, direction = ingress, "INGRESS"
     return Verdict(
         flow, verdict, deciding.drop_reason_desc, direction, deciding.match_type, egress, ingress,
         src_seen, dst_seen,
