@@ -9,6 +9,7 @@ shared by every endpoint with the same identity, namespace and named ports.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
@@ -60,9 +61,13 @@ class EndpointPolicy:
 
 class PolicyEngine:
     def __init__(self, cluster: Cluster, policies: PolicySet, config: AgentConfig | None = None) -> None:
+        config = config or AgentConfig()
+        if cluster.cluster_name != config.cluster_name:
+            # io.cilium.k8s.policy.cluster comes from the agent's --cluster-name.
+            cluster = dataclasses.replace(cluster, cluster_name=config.cluster_name)
         self.cluster = cluster
         self.policies = policies
-        self.config = config = config or AgentConfig()
+        self.config = config
         topts = TranslateOptions(
             cluster_name=config.cluster_name,
             enable_non_default_deny_policies=config.enable_non_default_deny_policies,

@@ -75,6 +75,7 @@ class SideVerdict:
     drop_reason_desc: str | None = None
     entry: MapEntry | None = None
     match_type: str = MATCH_NONE
+    audited_drop_reason: str | None = None  # what audit mode turned into AUDIT
     allowed_by: list[PolicyRef] = field(default_factory=list)
     denied_by: list[PolicyRef] = field(default_factory=list)
     policy: DirectionPolicy | None = None
@@ -110,6 +111,7 @@ class SideVerdict:
             "peer_labels": self.peer_identity.labels.to_strings() if self.peer_identity else [],
             "verdict": self.verdict,
             "drop_reason_desc": self.drop_reason_desc,
+            "audited_drop_reason": self.audited_drop_reason,
             "policy_match_type": self.match_type,
             "matched_entry": entry,
             "policies": [_ref(r) for r in (self.denied_by or self.allowed_by)],
@@ -211,7 +213,8 @@ def decide_side(
         # Enforced only by rules with enableDefaultDeny=false: the synthetic allow-all.
         side.match_type = "ALL"
     if side.verdict == DROPPED and side.audit_mode and side.drop_reason_desc in (POLICY_DENIED, POLICY_DENY):
-        side.verdict = AUDIT
+        # Hubble: verdict 0 with the audited flag -> AUDIT, and no drop reason.
+        side.verdict, side.audited_drop_reason, side.drop_reason_desc = AUDIT, side.drop_reason_desc, None
     return side
 
 

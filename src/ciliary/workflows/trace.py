@@ -75,6 +75,8 @@ def _side_text(v: Verdict, side: SideVerdict) -> list[str]:
     elif side.enforced:
         lines.append("  No policy-map entry matches" + (": default deny" if side.default_deny else ": allowed (no default deny)"))
     verdict = side.verdict + (f" ({side.drop_reason_desc})" if side.drop_reason_desc else "")
+    if side.audited_drop_reason:
+        verdict += f" (would be dropped: {side.audited_drop_reason})"
     lines.append(f"  Verdict: {verdict}")
     return lines
 
