@@ -183,11 +183,29 @@ def trace(
     policy_cidr_match_mode: CidrModeOpt = None,
     enable_non_default_deny_policies: NonDefaultDenyOpt = None,
     enable_host_firewall: HostFwOpt = None,
+    http: Annotated[Optional[tuple[str, str]], typer.Option("--http", help="An HTTP request: METHOD PATH.")] = None,  # noqa: UP045
+    http_host: Annotated[Optional[str], typer.Option("--http-host", help="The request's Host (:authority).")] = None,  # noqa: UP045
+    http_header: Annotated[Optional[list[str]], typer.Option("--http-header", help="'Name: value' (repeatable).")] = None,  # noqa: UP045
+    kafka_api_key: Annotated[Optional[str], typer.Option("--kafka-api-key", help="Kafka request API key (name or number).")] = None,  # noqa: UP045
+    kafka_role: Annotated[Optional[str], typer.Option("--kafka-role", help="produce | consume (a Produce or Fetch request).")] = None,  # noqa: UP045
+    kafka_topic: Annotated[Optional[list[str]], typer.Option("--kafka-topic", help="Topic of the Kafka request (repeatable).")] = None,  # noqa: UP045
+    kafka_client_id: Annotated[Optional[str], typer.Option("--kafka-client-id", help="Kafka client id.")] = None,  # noqa: UP045
+    kafka_api_version: Annotated[Optional[int], typer.Option("--kafka-api-version", help="Kafka API version.")] = None,  # noqa: UP045
+    dns_query: Annotated[Optional[str], typer.Option("--dns-query", help="A DNS query for NAME (checked by the DNS proxy).")] = None,  # noqa: UP045
+    resolve: Annotated[Optional[list[str]], typer.Option("--resolve", help="NAME=IP[,IP]: a DNS answer seen before the flow, passed through the source's DNS policy (repeatable).")] = None,  # noqa: UP045
     output: OutputOpt = Output.text,
 ) -> None:
     """Trace one flow through the policies: which rules select each side, the policy-map
-    entry that matched, and the verdict. Exit 0 when forwarded (or audited), 1 when dropped."""
-    from ciliary.workflows.trace import parse_dport, parse_icmp, render_trace
+    entry that matched, and the verdict (with an L7 request: the proxy's verdict too).
+    Exit 0 when forwarded, redirected and allowed, or audited; 1 when dropped or denied."""
+    from ciliary.workflows.trace import (
+        build_request,
+        parse_dport,
+        parse_icmp,
+        parse_resolve,
+        render_dns,
+        render_trace,
+    )
     from ciliary.workflows.trace import trace as do_trace
 
     if (dport is None) == (icmp is None):
@@ -204,15 +222,29 @@ def trace(
         enable_host_firewall=enable_host_firewall,
     )
     try:
-        verdict = do_trace(engine, src, dst, proto, port)
+        request = build_request(
+            http=http, http_host=http_host, http_headers=http_header, kafka_api_key_name=kafka_api_key,
+            kafka_role=kafka_role, kafka_topics=kafka_topic, kafka_client_id=kafka_client_id,
+            kafka_api_version=kafka_api_version, dns_query=dns_query,
+        )
+        resolves = [parse_resolve(r) for r in resolve or []]
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    try:
+        verdict, observations = do_trace(engine, src, dst, proto, port, request, resolves)
     except LookupError as e:
         err.print(f"error: {e.args[0]}")
         raise typer.Exit(2) from None
     if output is Output.json:
-        _print_json(verdict.as_dict())
+        d = verdict.as_dict()
+        d["dns_observations"] = [o.as_dict() for o in observations]
+        _print_json(d)
     else:
+        if observations:
+            out.print(render_dns(observations) + "\n", markup=False)
         out.print(render_trace(verdict), markup=False)
-    raise typer.Exit(1 if verdict.verdict == "DROPPED" else 0)
+    denied = verdict.verdict == "DROPPED" or (verdict.l7 is not None and verdict.l7.verdict == "DROPPED")
+    raise typer.Exit(1 if denied else 0)
 
 
 class MatrixOutput(StrEnum):

@@ -34,6 +34,10 @@ class AgentConfig:
     enable_icmp_rules: bool = True
     enable_node_selector_labels: bool = False
     cluster_name: str = "default"
+    tofqdns_dns_reject_response_code: str = "refused"  # or nameError
+    tofqdns_min_ttl: int = 0
+    tofqdns_endpoint_max_ip_per_hostname: int = 1000
+    tofqdns_idle_connection_grace_period: float = 0.0  # seconds
     # ciliary's own: whether mutual authentication (SPIFFE) has completed for auth-required
     # paths; Cilium drops with AUTH_REQUIRED until it has.
     mutual_auth_established: bool = True
@@ -66,7 +70,28 @@ _KEYS: dict[str, str] = {
     "enable-node-selector-labels": "enable_node_selector_labels",
     "cluster-name": "cluster_name",
     "mutual-auth-established": "mutual_auth_established",
+    "tofqdns-dns-reject-response-code": "tofqdns_dns_reject_response_code",
+    "tofqdns-min-ttl": "tofqdns_min_ttl",
+    "tofqdns-endpoint-max-ip-per-hostname": "tofqdns_endpoint_max_ip_per_hostname",
+    "tofqdns-idle-connection-grace-period": "tofqdns_idle_connection_grace_period",
 }
+_INTS = {"tofqdns_min_ttl", "tofqdns_endpoint_max_ip_per_hostname"}
+
+
+def parse_duration(value: Any) -> float | None:
+    """Go durations as Cilium takes them: `0s`, `30s`, `5m`, `1h`, or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        import re
+
+        m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?", value)
+        if value and m and any(m.groups()):
+            h, mi, sec, ms = (float(g) if g else 0.0 for g in m.groups())
+            return h * 3600 + mi * 60 + sec + ms / 1000
+        if value.isdigit():
+            return float(value)
+    return None
 _BOOLS = {
     "policy_audit_mode", "enable_non_default_deny_policies", "policy_default_local_cluster", "enable_host_firewall",
     "enable_l7_proxy", "enable_icmp_rules", "enable_node_selector_labels", "mutual_auth_established",
@@ -137,6 +162,23 @@ def config_from_document(doc: Document) -> AgentConfig:
                 issue(key, "must be a list of namespace/pod names (globs allowed)")
                 continue
             kw[attr] = tuple(items)
+        elif attr in _INTS:
+            n = int(v) if isinstance(v, str) and v.isdigit() else v
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                issue(key, f"must be a non-negative integer, got {v!r}")
+                continue
+            kw[attr] = n
+        elif attr == "tofqdns_idle_connection_grace_period":
+            d = parse_duration(v)
+            if d is None:
+                issue(key, f"must be a duration like 0s, 30s or 5m, got {v!r}")
+                continue
+            kw[attr] = d
+        elif attr == "tofqdns_dns_reject_response_code":
+            if v not in ("refused", "nameError"):
+                issue(key, f"must be refused or nameError, got {v!r}")
+                continue
+            kw[attr] = v
         elif attr == "cluster_name":
             if not isinstance(v, str) or not v:
                 issue(key, "must be a non-empty string")

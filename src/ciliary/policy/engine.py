@@ -10,18 +10,21 @@ shared by every endpoint with the same identity, namespace and named ports.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 
 from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
 from ciliary.cluster.model import Cluster
 from ciliary.identity.allocator import Identity
 from ciliary.identity.ipcache import IPCache
-from ciliary.identity.labels import SOURCE_CIDR, SOURCE_K8S, Label, LabelSet
-from ciliary.identity.reserved import HOST, REMOTE_NODE, reserved_label
+from ciliary.identity.labels import SOURCE_CIDR, SOURCE_FQDN, SOURCE_K8S, Label, LabelSet
+from ciliary.identity.reserved import HOST, REMOTE_NODE, reserved_label, world_label
 from ciliary.identity.selector import LabelIndex, Selector
+from ciliary.l7.dns import DNSMatcher, fqdn
 from ciliary.model import cilium as api
 from ciliary.model.policy import PolicySet
 from ciliary.policy.config import AgentConfig
+from ciliary.policy.fqdn import FQDNCache
 from ciliary.policy.mapstate import WILDCARD_IDENTITY, Lookup, PolicyMap
 from ciliary.policy.ports import ALL_PORTS, PROTO_NUMBERS, PortPrefix
 from ciliary.policy.repository import Repository
@@ -102,6 +105,13 @@ class PolicyEngine:
             self._named_by_identity.setdefault(ep.identity.id, set()).update(named_ports(ep))
         self._all_named = {np for s in self._named_by_identity.values() for np in s}
         self._compiled: dict[tuple[object, ...], EndpointPolicy] = {}
+        # toFQDNs: every selector of every rule, and the DNS proxy's cache per endpoint.
+        fqdn_selectors = [p.fqdn for e in entries for p in (e.peers or ()) if p.fqdn is not None]
+        self._fqdn_matcher = DNSMatcher(fqdn_selectors)
+        self.fqdn_caches: dict[str, FQDNCache] = {}
+        self._fqdn_indexed: set[int] = set()
+        # Compiled L7 matchers, per L7 rule object (policies live as long as the engine).
+        self.l7_cache: dict[int, object] = {}
 
     def _service_peers(self, svc: api.Service, namespace: str | None) -> list[Peer] | None:
         """toServices (layer3.rst "Services based"): a service with a selector becomes an
@@ -160,8 +170,51 @@ class PolicyEngine:
             self._ipcaches[node] = cache
         return cache
 
-    def identity_of_ip(self, ip: str, observer: str | None) -> Identity:
-        return self.ipcache(observer).lookup(ip)
+    def identity_of_ip(self, ip: str, observer: str | None, now: float | None = None) -> Identity:
+        cache = self.ipcache(observer)
+        if self.fqdn_caches:
+            entry = cache.lookup_entry(ip)
+            # Pods and nodes keep their identity; only world/CIDR addresses become fqdn ones.
+            if entry is None or entry.identity.is_local:
+                fq = self._fqdn_identity(ip, observer, now)
+                if fq is not None:
+                    return fq
+        return cache.lookup(ip)
+
+    # -- toFQDNs ------------------------------------------------------------------------
+    def fqdn_cache(self, ep: Endpoint) -> FQDNCache:
+        cache = self.fqdn_caches.get(ep.key)
+        if cache is None:
+            cfg = self.config
+            cache = FQDNCache(
+                cfg.tofqdns_min_ttl, cfg.tofqdns_endpoint_max_ip_per_hostname,
+                cfg.tofqdns_idle_connection_grace_period,
+            )
+            self.fqdn_caches[ep.key] = cache
+        return cache
+
+    def learn_dns(self, ep: Endpoint, qname: str, ips: list[str], ttl: int, now: float | None) -> None:
+        """An answer the DNS proxy let through for `ep` (only those feed the cache)."""
+        self.fqdn_cache(ep).update(fqdn(qname), ips, ttl, now)
+
+    def _fqdn_identity(self, ip: str, observer: str | None, now: float | None) -> Identity | None:
+        keys: list[str] = []
+        for ep in self.endpoints:
+            if ep.key in self.fqdn_caches and (observer is None or node_name(ep) == observer):
+                for name in self.fqdn_caches[ep.key].names_for(ip, now):
+                    keys.extend(k for k in self._fqdn_matcher.matching(name) if k not in keys)
+        if not keys:
+            return None
+        net = ipaddress.ip_network(ip)
+        labels = LabelSet(
+            [*(Label(SOURCE_FQDN, k, "") for k in keys), Label.cidr(net), world_label(net.version, self.allocator.dual_stack)]
+        )
+        ident = self.allocator.allocate(labels)
+        if ident.id not in self._fqdn_indexed:
+            self._fqdn_indexed.add(ident.id)
+            self.index.add(ident.id, ident.labels)
+            self._compiled.clear()  # selectors now select one more identity
+        return ident
 
     def identity_seen_from(self, ep: Endpoint, observer: str | None) -> Identity:
         """An endpoint's identity as another node's datapath sees it."""
@@ -211,6 +264,9 @@ class PolicyEngine:
             return True, True, f"{len(rules)} rule(s) select this endpoint: enforced, default deny"
         return True, False, f"{len(rules)} rule(s) select this endpoint, all with enableDefaultDeny=false: enforced, unmatched traffic allowed"
 
+    def _l7_enabled(self, ep: Endpoint) -> bool:
+        return self.config.enable_l7_proxy
+
     def _direction(self, ep: Endpoint, direction: str, rules: list[PolicyEntry]) -> DirectionPolicy:
         enforced, default_deny, reason = self._enforcement(ep, rules)
         pm = PolicyMap(direction)
@@ -239,15 +295,17 @@ class PolicyEngine:
                     ids |= self._select(sel, node)
             if not ids:
                 continue
+            peer_text = "any" if r.peers is None else ", ".join(p.text for p in r.peers)
             if r.ports is None:
                 for i in ids:
-                    pm.insert(i, ALL_PORTS, r.deny, r.origin, r.auth)
+                    pm.insert(i, ALL_PORTS, r.deny, r.origin, r.auth, None, peer_text)
                 continue
             for ps in r.ports:
+                l7 = ps.l7 if self._l7_enabled(ep) else None
                 if ps.named is None:
                     for i in ids:
                         for pp in ps.prefixes:
-                            pm.insert(i, pp, r.deny, r.origin, r.auth)
+                            pm.insert(i, pp, r.deny, r.origin, r.auth, l7, peer_text)
                     continue
                 name, protos = ps.named.name, ps.named.protos
                 for i in ids:
@@ -259,7 +317,7 @@ class PolicyEngine:
                         known = self._named_by_identity.get(i, set())
                     for n, port, proto in known:
                         if n == name and proto in protos:
-                            pm.insert(i, PortPrefix(proto, port, 16), r.deny, r.origin, r.auth)
+                            pm.insert(i, PortPrefix(proto, port, 16), r.deny, r.origin, r.auth, l7, peer_text)
         if direction == INGRESS and not ep.is_host and self.config.localhost_always:
             # allow-localhost: the local node may always reach its pods (health probes).
             pm.insert(HOST, ALL_PORTS, False, None)

@@ -38,14 +38,27 @@ class PolicyKey:
         return f"{self.direction} identity={ident} {self.port}"
 
 
+@dataclass(frozen=True)
+class L7Contribution:
+    """What one allow rule contributes to a key: its L7 rules (None: L3/L4 only)."""
+
+    origin: RuleOrigin | None
+    peer: str  # the peer selector as written (Cilium keeps L7 rules per selector)
+    rules: object | None  # ciliary.model.cilium.L7Rules
+
+
 @dataclass
 class MapEntry:
     key: PolicyKey
     deny: bool
     origins: list[RuleOrigin] = field(default_factory=list)
     auth: str | None = None
-    l7: list[object] = field(default_factory=list)  # L7 rules per selector (L7 issue)
-    redirect: bool = False
+    contributions: list[L7Contribution] = field(default_factory=list)
+
+    @property
+    def redirect(self) -> bool:
+        """A proxy redirect: some rule for this key carries L7 rules (redirect beats none)."""
+        return any(c.rules is not None for c in self.contributions)
 
     @property
     def match_type(self) -> str:
@@ -96,29 +109,37 @@ class PolicyMap:
         origin: RuleOrigin | None,
         auth: str | None = None,
         l7: object | None = None,
+        peer: str = "",
     ) -> None:
         table = self._deny if deny else self._allow
         entries = table.setdefault(identity, [])
         for e in entries:
             if e.key.port == port:
-                if origin is not None and origin not in e.origins:
-                    e.origins.append(origin)
-                if not deny:
-                    # Merge like Cilium: explicit auth wins, a redirect beats none.
-                    if auth and (e.auth is None or auth > e.auth):
-                        e.auth = auth
-                    if l7 is not None:
-                        e.l7.append(l7)
-                        e.redirect = True
                 break
         else:
-            e = MapEntry(PolicyKey(self.direction, identity, port), deny, [origin] if origin else [], auth)
-            if l7 is not None:
-                e.l7.append(l7)
-                e.redirect = True
+            e = MapEntry(PolicyKey(self.direction, identity, port), deny)
             entries.append(e)
             entries.sort(key=lambda x: x.key.port.specificity, reverse=True)
+        if origin is not None and origin not in e.origins:
+            e.origins.append(origin)
+        if not deny:
+            # Merge like Cilium: explicit auth wins; L7 rules are kept per rule and selector.
+            if auth and (e.auth is None or auth > e.auth):
+                e.auth = auth
+            c = L7Contribution(origin, peer, l7)
+            if c not in e.contributions:
+                e.contributions.append(c)
         self._cache.clear()
+
+    def l7_contributions(self, identity: int, proto: int, port: int) -> list[L7Contribution]:
+        """Every allow rule covering (identity, proto, port), own and wildcard-peer (§6.3):
+        the proxy checks a request against all of them; one without L7 lets all through."""
+        out: list[L7Contribution] = []
+        for ident in ((identity, WILDCARD_IDENTITY) if identity else (WILDCARD_IDENTITY,)):
+            for e in self._allow.get(ident, ()):
+                if e.key.port.covers(proto, port):
+                    out.extend(e.contributions)
+        return out
 
     def entries(self) -> list[MapEntry]:
         out = [e for es in self._deny.values() for e in es] + [e for es in self._allow.values() for e in es]

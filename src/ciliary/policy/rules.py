@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ciliary.identity.entities import entity_selectors
-from ciliary.identity.labels import SOURCE_ANY, SOURCE_CIDR, SOURCE_K8S, SOURCE_RESERVED
+from ciliary.identity.labels import (
+    SOURCE_ANY,
+    SOURCE_CIDR,
+    SOURCE_FQDN,
+    SOURCE_K8S,
+    SOURCE_RESERVED,
+)
 from ciliary.identity.selector import (
     OP_DOES_NOT_EXIST,
     OP_EXISTS,
@@ -21,6 +27,7 @@ from ciliary.identity.selector import (
     Selector,
     SelectorError,
 )
+from ciliary.l7.dns import fqdn_selector_key
 from ciliary.model import cilium as api
 from ciliary.model.errors import Path, format_path
 from ciliary.model.k8s import NetworkPolicy, NetworkPolicyPeer
@@ -55,6 +62,7 @@ class Peer:
     text: str
     cidr: str | None = None  # the prefix for CIDR peers (the ipcache needs it)
     excepts: tuple[str, ...] = ()
+    fqdn: api.FQDNSelector | None = None  # toFQDNs peers: selects identities labelled fqdn:<key>
 
     @property
     def is_wildcard(self) -> bool:
@@ -215,7 +223,7 @@ def _ports(
         return None
     out: list[PortSpec] = []
     for pr in to_ports or []:
-        l7 = getattr(pr, "rules", None)
+        l7 = _l7_or_none(getattr(pr, "rules", None))
         for pp in pr.ports or []:
             protos = protocols_of(pp.protocol)
             text = f"{pp.port}{'-' + str(pp.end_port) if pp.end_port else ''}/{pp.protocol or 'ANY'}"
@@ -233,6 +241,15 @@ def _ports(
             prefix = PortPrefix(proto, 0, 0) if num == 0 else PortPrefix(proto, num, 16)
             out.append(PortSpec((prefix,), None, None, f"icmp type {f.type}/{f.family or 'IPv4'}"))
     return tuple(out)
+
+
+def _l7_or_none(rules: api.L7Rules | None) -> api.L7Rules | None:
+    """L7 rules that cause a redirect; `rules: {}` or only empty lists do not."""
+    if rules is None:
+        return None
+    if rules.http is not None or rules.kafka is not None or rules.dns is not None or rules.l7proto:
+        return rules
+    return None
 
 
 def _entity_peers(names: list[str], opts: TranslateOptions) -> list[Peer]:
@@ -352,9 +369,10 @@ def _element_peers(
         else:
             peers.extend(resolved)
     for fq in fqdns or []:
-        pattern = fq.match_name or fq.match_pattern or ""
-        # fqdn identities are created by the DNS proxy (L7 issue); until then nothing is selected.
-        peers.append(Peer(_NOTHING, "fqdn", pattern))
+        # IPs the DNS proxy learned for names this selector matches get the label fqdn:<key>.
+        key = fqdn_selector_key(fq)
+        sel = Selector().with_requirements(Requirement.make(key, OP_EXISTS, source=SOURCE_FQDN))
+        peers.append(Peer(sel, "fqdn", key, fqdn=fq))
     return tuple(peers), req_sels, not_eval
 
 

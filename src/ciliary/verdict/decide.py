@@ -10,9 +10,13 @@ denied it (kind, namespace, name) as in `egress_allowed_by` / `ingress_denied_by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ciliary.identity.allocator import Identity
+from ciliary.l7.dns import DNSMatcher
+from ciliary.l7.http import HTTP_DENY_STATUS, HTTPPolicy, HTTPRequest
+from ciliary.l7.kafka import KAFKA_DENY_ERROR_CODE, KafkaPolicy, KafkaRequest
+from ciliary.model.cilium import L7Rules
 from ciliary.model.policy import PolicyRef
 from ciliary.policy.engine import DirectionPolicy, Endpoint, PolicyEngine, node_name
 from ciliary.policy.mapstate import MATCH_NONE, MapEntry
@@ -47,17 +51,59 @@ class FlowPeer:
         return self.ip or "?"
 
 
+class DNSQuery(NamedTuple):
+    """A DNS query as the DNS proxy sees it (only the name is checked, not the type)."""
+
+    qname: str
+
+
+L7Request = HTTPRequest | KafkaRequest | DNSQuery
+
+
 @dataclass(frozen=True)
 class Flow:
     src: FlowPeer
     dst: FlowPeer
     proto: int
     dport: int  # destination port, or ICMP type for ICMP
+    l7: L7Request | None = None  # one request carried by the connection
 
     def describe(self) -> str:
         p = PROTO_NAMES.get(self.proto, str(self.proto))
         what = f"icmp type {self.dport}" if self.proto in (PROTO_ICMP, PROTO_ICMPV6) else f"{self.dport}/{p}"
         return f"{self.src} -> {self.dst} {what}"
+
+
+@dataclass
+class L7Verdict:
+    """The proxy's verdict for one request (Hubble emits it as an L7 flow)."""
+
+    type: str  # http | kafka | dns
+    verdict: str  # FORWARDED | DROPPED
+    direction: str  # the side whose proxy decided: egress | ingress
+    reason: str
+    http_status: int | None = None
+    kafka_error_code: int | None = None
+    dns_rcode: str | None = None
+    allowed_by: list[PolicyRef] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "type": self.type,
+            "verdict": self.verdict,
+            "traffic_direction": self.direction.upper(),
+            "reason": self.reason,
+            "allowed_by": [_ref(r) for r in self.allowed_by],
+            "rules": self.rules,
+        }
+        if self.type == "http":
+            d["http_status"] = self.http_status
+        elif self.type == "kafka":
+            d["kafka_error_code"] = self.kafka_error_code
+        else:
+            d["dns_rcode"] = self.dns_rcode
+        return d
 
 
 @dataclass
@@ -76,6 +122,8 @@ class SideVerdict:
     entry: MapEntry | None = None
     match_type: str = MATCH_NONE
     audited_drop_reason: str | None = None  # what audit mode turned into AUDIT
+    redirected: bool = False  # the allow entry carries an L7 redirect (proxy)
+    l7: L7Verdict | None = None
     allowed_by: list[PolicyRef] = field(default_factory=list)
     denied_by: list[PolicyRef] = field(default_factory=list)
     policy: DirectionPolicy | None = None
@@ -113,6 +161,8 @@ class SideVerdict:
             "drop_reason_desc": self.drop_reason_desc,
             "audited_drop_reason": self.audited_drop_reason,
             "policy_match_type": self.match_type,
+            "redirected": self.redirected,
+            "l7": self.l7.as_dict() if self.l7 else None,
             "matched_entry": entry,
             "policies": [_ref(r) for r in (self.denied_by or self.allowed_by)],
             "allowed_by": [_ref(r) for r in self.allowed_by],
@@ -146,6 +196,7 @@ class Verdict:
     ingress: SideVerdict
     src_identity: Identity | None = None
     dst_identity: Identity | None = None
+    l7: L7Verdict | None = None
 
     @property
     def deciding(self) -> SideVerdict:
@@ -175,6 +226,7 @@ class Verdict:
             "ingress_allowed_by": [_ref(r) for r in self.ingress.allowed_by],
             "ingress_denied_by": [_ref(r) for r in self.ingress.denied_by],
             "deciding_policies": [_ref(r) for r in (d.denied_by or d.allowed_by)],
+            "l7": self.l7.as_dict() if self.l7 else None,
             "egress": self.egress.as_dict(),
             "ingress": self.ingress.as_dict(),
         }
@@ -185,7 +237,8 @@ def _refs(entry: MapEntry) -> list[PolicyRef]:
 
 
 def decide_side(
-    engine: PolicyEngine, ep: Endpoint, direction: str, peer: Identity, proto: int, port: int
+    engine: PolicyEngine, ep: Endpoint, direction: str, peer: Identity, proto: int, port: int,
+    request: L7Request | None = None,
 ) -> SideVerdict:
     pol = engine.policy(ep).direction(direction)
     cfg = engine.config
@@ -207,11 +260,15 @@ def decide_side(
         side.allowed_by = _refs(e)
         if e.auth == "test-always-fail" or (e.auth == "required" and not cfg.mutual_auth_established):
             side.verdict, side.drop_reason_desc = DROPPED, AUTH_REQUIRED
+        elif e.redirect:
+            side.verdict, side.redirected = REDIRECTED, True
     elif pol.default_deny:
         side.verdict, side.drop_reason_desc = DROPPED, POLICY_DENIED
     else:
         # Enforced only by rules with enableDefaultDeny=false: the synthetic allow-all.
         side.match_type = "ALL"
+    if side.redirected and request is not None:
+        side.l7 = check_l7(engine, pol, direction, peer.id, proto, port, request)
     if side.verdict == DROPPED and side.audit_mode and side.drop_reason_desc in (POLICY_DENIED, POLICY_DENY):
         # Hubble: verdict 0 with the audited flag -> AUDIT, and no drop reason.
         side.verdict, side.audited_drop_reason, side.drop_reason_desc = AUDIT, side.drop_reason_desc, None
@@ -225,11 +282,14 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
     dst_seen = _identity(engine, flow.dst, node_name(src_ep) if src_ep else None)
     src_seen = _identity(engine, flow.src, node_name(dst_ep) if dst_ep else None)
     if src_ep is not None:
-        egress = decide_side(engine, src_ep, EGRESS, dst_seen, flow.proto, flow.dport)
+        egress = decide_side(engine, src_ep, EGRESS, dst_seen, flow.proto, flow.dport, flow.l7)
     else:
         egress = SideVerdict(EGRESS, None, dst_seen, reason="source is not a managed endpoint")
-    if dst_ep is not None and egress.verdict != DROPPED:
-        ingress = decide_side(engine, dst_ep, INGRESS, src_seen, flow.proto, flow.dport)
+    egress_l7_denied = egress.l7 is not None and egress.l7.verdict == DROPPED
+    if dst_ep is not None and egress.verdict != DROPPED and not egress_l7_denied:
+        ingress = decide_side(engine, dst_ep, INGRESS, src_seen, flow.proto, flow.dport, flow.l7)
+    elif dst_ep is not None and egress_l7_denied:
+        ingress = SideVerdict(INGRESS, dst_ep.key, src_seen, reason="not reached: the request was denied by the egress proxy")
     elif dst_ep is not None:
         ingress = SideVerdict(INGRESS, dst_ep.key, src_seen, reason="not reached: dropped at egress")
     else:
@@ -241,6 +301,9 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
     elif AUDIT in (egress.verdict, ingress.verdict):
         deciding = egress if egress.verdict == AUDIT else ingress
         verdict, direction = AUDIT, "EGRESS" if deciding is egress else "INGRESS"
+    elif REDIRECTED in (egress.verdict, ingress.verdict):
+        deciding = ingress if ingress.verdict == REDIRECTED else egress
+        verdict, direction = REDIRECTED, "INGRESS" if deciding is ingress else "EGRESS"
     else:
         # Cilium emits policy verdicts only for enforced directions; prefer the ingress one.
         verdict = FORWARDED
@@ -250,10 +313,87 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
             deciding, direction = egress, "EGRESS"
         else:
             deciding, direction = ingress, "INGRESS"
+    l7 = next((s.l7 for s in (egress, ingress) if s.l7 is not None and s.l7.verdict == DROPPED), None)
+    l7 = l7 or ingress.l7 or egress.l7
     return Verdict(
         flow, verdict, deciding.drop_reason_desc, direction, deciding.match_type, egress, ingress,
-        src_seen, dst_seen,
+        src_seen, dst_seen, l7,
     )
+
+
+def _l7_type(req: L7Request) -> str:
+    if isinstance(req, HTTPRequest):
+        return "http"
+    if isinstance(req, KafkaRequest):
+        return "kafka"
+    return "dns"
+
+
+def _compiled(engine: PolicyEngine, rules: L7Rules, kind: str) -> Any:
+    key = id(rules)
+    hit = engine.l7_cache.get(key)
+    if hit is None:
+        if kind == "http":
+            hit = HTTPPolicy(rules.http or [])
+        elif kind == "kafka":
+            hit = KafkaPolicy(rules.kafka or [])
+        else:
+            hit = DNSMatcher(rules.dns or [])
+        engine.l7_cache[key] = hit
+    return hit
+
+
+def check_l7(
+    engine: PolicyEngine, pol: DirectionPolicy, direction: str, peer: int, proto: int, port: int,
+    req: L7Request,
+) -> L7Verdict:
+    """The proxy's decision (§6.3): the request is checked against the L7 rules of every rule
+    allowing this peer and port; one allow without L7 rules lets every request through."""
+    kind = _l7_type(req)
+    contributions = pol.policy_map.l7_contributions(peer, proto, port)
+    allowed_by: list[PolicyRef] = []
+    rules: list[str] = []
+    reason = ""
+    ok = False
+    for c in contributions:
+        where = f"{c.origin}" if c.origin else "allow-all"
+        idx: int | None = None
+        if c.rules is None:
+            hit = True
+            why = f"{where} allows this peer and port without L7 rules: every request passes"
+        else:
+            assert isinstance(c.rules, L7Rules)
+            present = {"http": c.rules.http, "kafka": c.rules.kafka, "dns": c.rules.dns}[kind]
+            if present is None:
+                continue
+            matcher = _compiled(engine, c.rules, kind)
+            if isinstance(req, HTTPRequest):
+                d = matcher.check(req)
+                hit, idx = d.allowed, d.rule_index
+            elif isinstance(req, KafkaRequest):
+                k = matcher.check(req)
+                hit, idx = k.allowed, k.rule_index
+            else:
+                hit = matcher.matches(req.qname)
+            why = f"matched {where}" + (f" rules.{kind}[{idx}]" if idx is not None else "")
+        if hit:
+            if not ok or c.rules is None:
+                reason = why
+            ok = True
+            if c.origin is not None:
+                allowed_by.append(c.origin.ref)
+                rules.append(str(c.origin) + (f" rules.{kind}[{idx}]" if idx is not None else ""))
+    if not ok:
+        reason = f"no {kind} rule of the {len(contributions)} rule(s) allowing this peer and port matches"
+    v = L7Verdict(kind, FORWARDED if ok else DROPPED, direction, reason, allowed_by=sorted(set(allowed_by)), rules=rules)
+    if kind == "http" and not ok:
+        v.http_status = HTTP_DENY_STATUS
+    elif kind == "kafka" and not ok:
+        v.kafka_error_code = KAFKA_DENY_ERROR_CODE
+    elif kind == "dns":
+        reject = "NXDOMAIN" if engine.config.tofqdns_dns_reject_response_code == "nameError" else "REFUSED"
+        v.dns_rcode = "NOERROR" if ok else reject
+    return v
 
 
 def _identity(engine: PolicyEngine, peer: FlowPeer, observer: str | None) -> Identity:
@@ -275,3 +415,62 @@ def resolve_peer(engine: PolicyEngine, text: str) -> FlowPeer:
             raise LookupError(f"no endpoint {text!r} in the cluster (expected NS/POD, node/NAME or an IP)") from None
         return FlowPeer(ep.ips[0] if ep.ips else None, ep)
     return FlowPeer(ip, engine.endpoint_by_ip(ip))
+
+
+@dataclass
+class DNSObservation:
+    """One DNS answer replayed through the source's DNS policy before a flow."""
+
+    name: str
+    ips: list[str]
+    server: str
+    verdict: Verdict
+    learned: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ips": self.ips,
+            "server": self.server,
+            "verdict": self.verdict.verdict,
+            "dns_rcode": self.verdict.l7.dns_rcode if self.verdict.l7 else None,
+            "learned": self.learned,
+            "reason": self.reason,
+        }
+
+
+def dns_servers(engine: PolicyEngine) -> list[Endpoint]:
+    """The cluster DNS: kube-system pods labelled k8s-app=kube-dns."""
+    return [
+        ep for ep in engine.pod_endpoints
+        if ep.namespace == "kube-system" and ep.pod is not None and ep.pod.labels.get("k8s-app") == "kube-dns"
+    ]
+
+
+def observe_dns_answer(
+    engine: PolicyEngine, src: FlowPeer, name: str, ips: list[str], *, ttl: int = 3600,
+    now: float | None = None, server: FlowPeer | None = None, proto: int = 17, port: int = 53,
+) -> DNSObservation:
+    """A lookup of `name` by `src` answered with `ips`, exactly as the datapath sees it: the
+    query must be allowed and redirected to the DNS proxy (an L7 `dns` rule), and the proxy
+    must allow the name; only then does the answer feed the FQDN cache (semantics §7)."""
+    if server is None:
+        servers = dns_servers(engine)
+        if not servers:
+            raise LookupError("no DNS server in the cluster (kube-system pods with k8s-app=kube-dns)")
+        server = FlowPeer(servers[0].ips[0] if servers[0].ips else None, servers[0])
+    v = decide(engine, Flow(src, server, proto, port, DNSQuery(name)))
+    learned = False
+    if v.verdict == DROPPED:
+        reason = f"the DNS query was dropped ({v.drop_reason_desc}, {v.traffic_direction})"
+    elif not v.egress.redirected:
+        reason = "the DNS query was not redirected to the DNS proxy (no L7 dns rule on the source's egress): nothing is learned, toFQDNs cannot allow this name"
+    elif v.egress.l7 is not None and v.egress.l7.verdict == DROPPED:
+        reason = f"the DNS proxy refused the query ({v.egress.l7.dns_rcode})"
+    else:
+        assert src.endpoint is not None
+        engine.learn_dns(src.endpoint, name, ips, ttl, now)
+        learned = True
+        reason = "allowed by the DNS proxy: the answer is in the FQDN cache"
+    return DNSObservation(name, ips, str(server), v, learned, reason)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from ciliary.l7.http import HTTPRequest
+from ciliary.l7.kafka import KafkaRequest, kafka_api_key
 from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_NUMBERS, icmp_type_number
-from ciliary.verdict.decide import Flow, SideVerdict, Verdict, decide, resolve_peer
+from ciliary.verdict.decide import (
+    DNSObservation,
+    DNSQuery,
+    Flow,
+    L7Request,
+    SideVerdict,
+    Verdict,
+    decide,
+    observe_dns_answer,
+    resolve_peer,
+)
 
 
 def parse_dport(text: str) -> tuple[int, int]:
@@ -33,8 +45,81 @@ def parse_icmp(text: str) -> tuple[int, int]:
     return (PROTO_ICMPV6 if v6 else PROTO_ICMP), num
 
 
-def trace(engine: PolicyEngine, src: str, dst: str, proto: int, port: int) -> Verdict:
-    return decide(engine, Flow(resolve_peer(engine, src), resolve_peer(engine, dst), proto, port))
+def parse_resolve(text: str) -> tuple[str, list[str]]:
+    """`NAME=IP[,IP...]` -> (name, ips)."""
+    import ipaddress
+
+    name, sep, ips_s = text.partition("=")
+    if not sep or not name or not ips_s:
+        raise ValueError(f"expected NAME=IP[,IP...], got {text!r}")
+    ips = []
+    for ip in ips_s.split(","):
+        try:
+            ips.append(str(ipaddress.ip_address(ip.strip())))
+        except ValueError:
+            raise ValueError(f"not an IP address: {ip!r} in {text!r}") from None
+    return name.strip(), ips
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise ValueError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def build_request(
+    *,
+    http: tuple[str, str] | None = None,
+    http_host: str | None = None,
+    http_headers: list[str] | None = None,
+    kafka_api_key_name: str | None = None,
+    kafka_role: str | None = None,
+    kafka_topics: list[str] | None = None,
+    kafka_client_id: str | None = None,
+    kafka_api_version: int | None = None,
+    dns_query: str | None = None,
+) -> L7Request | None:
+    """The one L7 request a traced connection carries, from `ciliary trace` flags."""
+    kinds = [http is not None, kafka_api_key_name is not None or kafka_role is not None or bool(kafka_topics), dns_query is not None]
+    if sum(kinds) > 1:
+        raise ValueError("give one kind of L7 request: --http, --kafka-*, or --dns-query")
+    if http is not None:
+        headers = tuple(parse_header(h) for h in http_headers or [])
+        return HTTPRequest(http[0], http[1], http_host or "", headers)
+    if http_host or http_headers:
+        raise ValueError("--http-host and --http-header need --http METHOD PATH")
+    if kinds[1]:
+        if kafka_api_key_name is not None and kafka_role is not None:
+            raise ValueError("give --kafka-api-key or --kafka-role, not both")
+        if kafka_role is not None:
+            if kafka_role.lower() not in ("produce", "consume"):
+                raise ValueError(f"--kafka-role must be produce or consume, got {kafka_role!r}")
+            key = 0 if kafka_role.lower() == "produce" else 1
+        else:
+            try:
+                key = kafka_api_key(kafka_api_key_name or "produce")
+            except (KeyError, ValueError):
+                raise ValueError(f"unknown Kafka API key {kafka_api_key_name!r}") from None
+        return KafkaRequest(key, kafka_api_version if kafka_api_version is not None else 0, kafka_client_id or "", tuple(kafka_topics or ()))
+    if dns_query is not None:
+        return DNSQuery(dns_query)
+    return None
+
+
+def trace(
+    engine: PolicyEngine, src: str, dst: str, proto: int, port: int,
+    request: L7Request | None = None, resolves: list[tuple[str, list[str]]] | None = None,
+) -> tuple[Verdict, list[DNSObservation]]:
+    """Replay the DNS answers (through the source's DNS policy), then decide the flow."""
+    src_peer = resolve_peer(engine, src)
+    observations = []
+    for name, ips in resolves or []:
+        if src_peer.endpoint is None:
+            raise LookupError("--resolve needs a source endpoint (NS/POD)")
+        observations.append(observe_dns_answer(engine, src_peer, name, ips))
+    dst_peer = resolve_peer(engine, dst)
+    return decide(engine, Flow(src_peer, dst_peer, proto, port, request)), observations
 
 
 def _side_text(v: Verdict, side: SideVerdict) -> list[str]:
@@ -64,7 +149,7 @@ def _side_text(v: Verdict, side: SideVerdict) -> list[str]:
         lines.append(f"  Peer identity: {peer.id} ({lbl})")
     e = side.entry
     if e is not None:
-        action = "deny" if e.deny else "allow"
+        action = "deny" if e.deny else ("allow, redirect to proxy" if e.redirect else "allow")
         lines.append(f"  Matched policy-map entry: {e.key} -> {action} (match type {e.match_type})")
         for o in e.origins:
             where = f"{o.file}:{o.line}" if o.line else o.file
@@ -75,10 +160,34 @@ def _side_text(v: Verdict, side: SideVerdict) -> list[str]:
     elif side.enforced:
         lines.append("  No policy-map entry matches" + (": default deny" if side.default_deny else ": allowed (no default deny)"))
     verdict = side.verdict + (f" ({side.drop_reason_desc})" if side.drop_reason_desc else "")
+    if side.redirected:
+        verdict += " to the L7 proxy"
+    if side.l7 is not None:
+        lines.append(f"  L7 ({side.l7.type}): {side.l7.verdict}{_l7_code(side.l7)}: {side.l7.reason}")
     if side.audited_drop_reason:
         verdict += f" (would be dropped: {side.audited_drop_reason})"
     lines.append(f"  Verdict: {verdict}")
     return lines
+
+
+def _l7_code(l7: object) -> str:
+    from ciliary.verdict.decide import L7Verdict
+
+    assert isinstance(l7, L7Verdict)
+    if l7.http_status:
+        return f" (HTTP {l7.http_status} Access denied)"
+    if l7.kafka_error_code is not None:
+        return f" (Kafka error {l7.kafka_error_code})"
+    if l7.dns_rcode and l7.dns_rcode != "NOERROR":
+        return f" ({l7.dns_rcode})"
+    return ""
+
+
+def render_dns(observations: list[DNSObservation]) -> str:
+    lines = []
+    for o in observations:
+        lines.append(f"DNS {o.name} -> {', '.join(o.ips)} via {o.server}: {'learned' if o.learned else 'NOT learned'} ({o.reason})")
+    return "\n".join(lines)
 
 
 def render_trace(v: Verdict) -> str:
@@ -89,4 +198,6 @@ def render_trace(v: Verdict) -> str:
     lines += [*_side_text(v, v.egress), "", *_side_text(v, v.ingress), ""]
     final = v.verdict + (f" ({v.drop_reason_desc}, {v.traffic_direction})" if v.drop_reason_desc else "")
     lines.append(f"Final verdict: {final}")
+    if v.l7 is not None:
+        lines.append(f"L7 verdict ({v.l7.type}): {v.l7.verdict}{_l7_code(v.l7)}")
     return "\n".join(lines)
