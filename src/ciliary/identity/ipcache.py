@@ -54,6 +54,14 @@ def _parse_ip(ip: str) -> tuple[int, int]:
 def _to_network(prefix: str | IPNetwork | IPAddress) -> IPNetwork:
     if isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
         return prefix
+    if isinstance(prefix, str):
+        return _parse_network(prefix)
+    return ipaddress.ip_network(prefix, strict=False)
+
+
+@lru_cache(maxsize=1 << 17)
+def _parse_network(prefix: str) -> IPNetwork:
+    # Every node's ipcache holds every pod IP: parse each address once.
     return ipaddress.ip_network(prefix, strict=False)
 
 

@@ -19,6 +19,7 @@ class ApiModel(BaseModel):
         validate_default=False,
         loc_by_alias=True,
         serialize_by_alias=True,
+        defer_build=True,
     )
 
     def to_api(self) -> dict[str, Any]:

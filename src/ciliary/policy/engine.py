@@ -34,6 +34,7 @@ from ciliary.policy.rules import (
     NS_LABEL,
     Peer,
     PolicyEntry,
+    PortSpec,
     TranslateOptions,
     cidr_peer,
     translate_policy,
@@ -94,11 +95,10 @@ class PolicyEngine:
                     self._node_identities[ip] = self.allocator.allocate(
                         LabelSet([reserved_label("remote-node"), Label.cidr(ip), *extra])
                     )
-        # Build every node's ipcache first: it allocates identities (e.g. an apiserver outside
-        # the cluster) that selectors must see.
+        # Build an ipcache first: it allocates identities (e.g. an apiserver outside the
+        # cluster) that selectors must see. Per-node ones differ only in node addresses.
         self._ipcaches: dict[str | None, IPCache] = {}
-        for n in [None, *(n.name for n in cluster.nodes)]:
-            self.ipcache(n)
+        self.ipcache(None)
         self.index = LabelIndex((i.id, i.labels) for i in self.allocator.identities() if i.id != 0)
         self._named_by_identity: dict[int, set[tuple[str, int, int]]] = {}
         for ep in self.endpoints:
@@ -227,17 +227,17 @@ class PolicyEngine:
     def identity(self, num: int) -> Identity | None:
         return self.allocator.get(num)
 
-    def _select(self, sel: Selector, node: str | None) -> set[int]:
-        ids = set(self.index.select(sel))
+    def _select(self, sel: Selector, node: str | None) -> frozenset[int]:
+        ids = self.index.select(sel)
         # Identity 1 carries node-dependent labels (kube-apiserver when it runs locally).
-        ids.discard(HOST)
-        if sel.matches(self.ipcache(node).host_identity.labels):
-            ids.add(HOST)
-        return ids
+        host = sel.matches(self.ipcache(node).host_identity.labels)
+        if host == (HOST in ids):
+            return ids
+        return ids | {HOST} if host else ids - {HOST}
 
     # -- compilation ---------------------------------------------------------------
     def policy(self, ep: Endpoint) -> EndpointPolicy:
-        key = policy_key(ep)
+        key = (*policy_key(ep), self.ipcache(node_name(ep)).host_identity.labels)
         hit = self._compiled.get(key)
         if hit is None:
             hit = self._compile(ep)
@@ -264,6 +264,28 @@ class PolicyEngine:
             return True, True, f"{len(rules)} rule(s) select this endpoint: enforced, default deny"
         return True, False, f"{len(rules)} rule(s) select this endpoint, all with enableDefaultDeny=false: enforced, unmatched traffic allowed"
 
+    def _insert_named(
+        self, pm: PolicyMap, ep: Endpoint, direction: str, ids: frozenset[int] | None,
+        ps: PortSpec, r: PolicyEntry, l7: object | None, peer_text: str,
+    ) -> None:
+        """Named ports: ingress resolves against the subject's own container ports; egress
+        against each selected peer identity's (so one name may give several numbers)."""
+        assert ps.named is not None
+        name, protos = ps.named.name, ps.named.protos
+        if direction == INGRESS or ids is None:
+            known = named_ports(ep) if direction == INGRESS else tuple(self._all_named)
+            for n, port, proto in known:
+                if n == name and proto in protos:
+                    pm.insert_many(ids, PortPrefix(proto, port, 16), r.deny, r.origin, r.auth, l7, peer_text)
+            return
+        by_port: dict[tuple[int, int], set[int]] = {}
+        for i in ids:
+            for n, port, proto in self._named_by_identity.get(i, ()):
+                if n == name and proto in protos:
+                    by_port.setdefault((proto, port), set()).add(i)
+        for (proto, port), idents in by_port.items():
+            pm.insert_many(frozenset(idents), PortPrefix(proto, port, 16), r.deny, r.origin, r.auth, l7, peer_text)
+
     def _l7_enabled(self, ep: Endpoint) -> bool:
         return self.config.enable_l7_proxy
 
@@ -278,46 +300,39 @@ class PolicyEngine:
         for r in rules:
             if r.selects_nothing:
                 continue
-            if r.peers is None:
-                ids: set[int] = {WILDCARD_IDENTITY}
+            wildcard = r.peers is None
+            sets: list[frozenset[int]] = []
+            for peer in r.peers or ():
+                if peer.is_wildcard and not (requires and peer.kind == "endpoints"):
+                    wildcard = True
+                    continue
+                sel = peer.selector
+                if requires and peer.kind == "endpoints":
+                    sel = Selector(
+                        (*sel.match_labels, *(m for q in requires for m in q.match_labels)),
+                        (*sel.expressions, *(x for q in requires for x in q.expressions)),
+                    )
+                sets.append(self._select(sel, node))
+            ids: frozenset[int] | None
+            if wildcard:
+                ids = None
+            elif len(sets) == 1:
+                ids = sets[0]
             else:
-                ids = set()
-                for peer in r.peers:
-                    if peer.is_wildcard and not (requires and peer.kind == "endpoints"):
-                        ids.add(WILDCARD_IDENTITY)
-                        continue
-                    sel = peer.selector
-                    if requires and peer.kind == "endpoints":
-                        sel = Selector(
-                            (*sel.match_labels, *(m for q in requires for m in q.match_labels)),
-                            (*sel.expressions, *(x for q in requires for x in q.expressions)),
-                        )
-                    ids |= self._select(sel, node)
-            if not ids:
+                ids = frozenset().union(*sets)
+            if ids is not None and not ids:
                 continue
             peer_text = "any" if r.peers is None else ", ".join(p.text for p in r.peers)
-            if r.ports is None:
-                for i in ids:
-                    pm.insert(i, ALL_PORTS, r.deny, r.origin, r.auth, None, peer_text)
-                continue
-            for ps in r.ports:
-                l7 = ps.l7 if self._l7_enabled(ep) else None
-                if ps.named is None:
-                    for i in ids:
-                        for pp in ps.prefixes:
-                            pm.insert(i, pp, r.deny, r.origin, r.auth, l7, peer_text)
-                    continue
-                name, protos = ps.named.name, ps.named.protos
-                for i in ids:
-                    if direction == INGRESS:
-                        known: set[tuple[str, int, int]] | tuple[tuple[str, int, int], ...] = named_ports(ep)
-                    elif i == WILDCARD_IDENTITY:
-                        known = self._all_named
-                    else:
-                        known = self._named_by_identity.get(i, set())
-                    for n, port, proto in known:
-                        if n == name and proto in protos:
-                            pm.insert(i, PortPrefix(proto, port, 16), r.deny, r.origin, r.auth, l7, peer_text)
+            l7_on = self._l7_enabled(ep)
+            for ps in r.ports if r.ports is not None else (None,):
+                l7 = ps.l7 if (ps is not None and l7_on) else None
+                if ps is None:
+                    pm.insert_many(ids, ALL_PORTS, r.deny, r.origin, r.auth, None, peer_text)
+                elif ps.named is None:
+                    for pp in ps.prefixes:
+                        pm.insert_many(ids, pp, r.deny, r.origin, r.auth, l7, peer_text)
+                else:
+                    self._insert_named(pm, ep, direction, ids, ps, r, l7, peer_text)
         if direction == INGRESS and not ep.is_host and self.config.localhost_always:
             # allow-localhost: the local node may always reach its pods (health probes).
             pm.insert(HOST, ALL_PORTS, False, None)
@@ -342,8 +357,10 @@ def named_ports(ep: Endpoint) -> tuple[tuple[str, int, int], ...]:
 
 
 def policy_key(ep: Endpoint) -> tuple[object, ...]:
-    """Endpoints with equal keys get the same compiled policy."""
-    return (ep.identity.id, ep.labels, ep.namespace, ep.is_host, named_ports(ep), node_name(ep))
+    """Endpoints with equal keys get the same compiled policy. The node matters only through
+    identity 1's labels on it (kube-apiserver when the apiserver runs there), so the key
+    holds the node's view of the host identity rather than its name."""
+    return (ep.identity.id, ep.labels, ep.namespace, ep.is_host, named_ports(ep))
 
 
 __all__ = ["DirectionPolicy", "Endpoint", "EndpointPolicy", "PolicyEngine", "node_name", "policy_key"]

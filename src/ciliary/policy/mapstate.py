@@ -89,17 +89,46 @@ class Lookup:
 _NO_ENTRY = Lookup(None)
 
 
-class PolicyMap:
-    """Entries of one endpoint in one direction, indexed by peer identity."""
+class _RuleEntry:
+    """One (peer identities, port prefix) of one rule: the unexpanded form of many keys.
 
-    __slots__ = ("_allow", "_cache", "_deny", "direction")
+    `ids` is the selector cache's shared frozenset (None: the wildcard identity 0), so a
+    rule selecting thousands of identities costs one reference, not thousands of keys.
+    """
+
+    __slots__ = ("auth", "contribution", "deny", "ids", "origin", "port")
+
+    def __init__(
+        self, ids: frozenset[int] | None, port: PortPrefix, deny: bool, origin: RuleOrigin | None,
+        auth: str | None, contribution: L7Contribution | None,
+    ) -> None:
+        self.ids = ids
+        self.port = port
+        self.deny = deny
+        self.origin = origin
+        self.auth = auth
+        self.contribution = contribution
+
+    def selects(self, identity: int) -> bool:
+        return self.ids is None or identity in self.ids
+
+
+class PolicyMap:
+    """The policy map of one endpoint in one direction.
+
+    Stored as rule entries over shared identity sets and indexed by protocol and port;
+    `entries()` expands them into Cilium's keys (direction, identity, protocol, port/prefix).
+    Lookups give the same answer as the expanded map (semantics §10.4) and are memoised.
+    """
+
+    __slots__ = ("_by_port", "_cache", "_count", "_ranges", "direction")
 
     def __init__(self, direction: str) -> None:
         self.direction = direction
-        # identity -> entries ordered most specific first
-        self._allow: dict[int, list[MapEntry]] = {}
-        self._deny: dict[int, list[MapEntry]] = {}
+        self._by_port: dict[tuple[int, int], list[_RuleEntry]] = {}  # exact (proto, port)
+        self._ranges: dict[int, list[_RuleEntry]] = {}  # proto -> prefixes < 16 (proto 0: any)
         self._cache: dict[tuple[int, int, int], Lookup] = {}
+        self._count = 0
 
     def insert(
         self,
@@ -111,51 +140,58 @@ class PolicyMap:
         l7: object | None = None,
         peer: str = "",
     ) -> None:
-        table = self._deny if deny else self._allow
-        entries = table.setdefault(identity, [])
-        for e in entries:
-            if e.key.port == port:
-                break
+        """One key (used for single identities: wildcard, localhost, named ports)."""
+        ids = None if identity == WILDCARD_IDENTITY else frozenset((identity,))
+        self.insert_many(ids, port, deny, origin, auth, l7, peer)
+
+    def insert_many(
+        self,
+        ids: frozenset[int] | None,
+        port: PortPrefix,
+        deny: bool,
+        origin: RuleOrigin | None,
+        auth: str | None = None,
+        l7: object | None = None,
+        peer: str = "",
+    ) -> None:
+        """Keys for every identity in `ids` (None: the wildcard identity) on `port`."""
+        contribution = None if deny else L7Contribution(origin, peer, l7)
+        entry = _RuleEntry(ids, port, deny, origin, auth, contribution)
+        if port.prefix == 16:
+            self._by_port.setdefault((port.proto, port.port), []).append(entry)
         else:
-            e = MapEntry(PolicyKey(self.direction, identity, port), deny)
-            entries.append(e)
-            entries.sort(key=lambda x: x.key.port.specificity, reverse=True)
-        if origin is not None and origin not in e.origins:
-            e.origins.append(origin)
-        if not deny:
-            # Merge like Cilium: explicit auth wins; L7 rules are kept per rule and selector.
-            if auth and (e.auth is None or auth > e.auth):
-                e.auth = auth
-            c = L7Contribution(origin, peer, l7)
-            if c not in e.contributions:
-                e.contributions.append(c)
+            lst = self._ranges.setdefault(port.proto, [])
+            lst.append(entry)
+            lst.sort(key=lambda e: e.port.prefix, reverse=True)
+        self._count += 1
         self._cache.clear()
 
-    def l7_contributions(self, identity: int, proto: int, port: int) -> list[L7Contribution]:
-        """Every allow rule covering (identity, proto, port), own and wildcard-peer (§6.3):
-        the proxy checks a request against all of them; one without L7 lets all through."""
-        out: list[L7Contribution] = []
-        for ident in ((identity, WILDCARD_IDENTITY) if identity else (WILDCARD_IDENTITY,)):
-            for e in self._allow.get(ident, ()):
-                if e.key.port.covers(proto, port):
-                    out.extend(e.contributions)
+    def _covering(self, proto: int, port: int) -> list[_RuleEntry]:
+        """Rule entries whose port prefix covers (proto, port), most specific first."""
+        out = list(self._by_port.get((proto, port), ()))
+        for e in self._ranges.get(proto, ()):
+            if e.port.covers(proto, port):
+                out.append(e)
+        out.extend(self._ranges.get(PROTO_ANY, ()))
         return out
 
-    def entries(self) -> list[MapEntry]:
-        out = [e for es in self._deny.values() for e in es] + [e for es in self._allow.values() for e in es]
-        out.sort(key=lambda e: (e.key.identity, e.key.port, e.deny))
-        return out
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._allow.values()) + sum(len(v) for v in self._deny.values())
-
-    @staticmethod
-    def _first(entries: list[MapEntry] | None, proto: int, port: int) -> MapEntry | None:
-        if entries:
-            for e in entries:
-                if e.key.port.covers(proto, port):
-                    return e
-        return None
+    def _merged(self, identity: int, port: PortPrefix, deny: bool, entries: list[_RuleEntry]) -> MapEntry:
+        """The map entry of key (identity, port): every rule entry for it merged like Cilium."""
+        own = identity != WILDCARD_IDENTITY
+        m = MapEntry(PolicyKey(self.direction, identity, port), deny)
+        for e in entries:
+            if e.port != port or e.deny != deny or (e.ids is None) == own:
+                continue
+            if own and e.ids is not None and identity not in e.ids:
+                continue
+            if e.origin is not None and e.origin not in m.origins:
+                m.origins.append(e.origin)
+            if not deny:
+                if e.auth and (m.auth is None or e.auth > m.auth):
+                    m.auth = e.auth
+                if e.contribution is not None and e.contribution not in m.contributions:
+                    m.contributions.append(e.contribution)
+        return m
 
     def lookup(self, identity: int, proto: int, port: int) -> Lookup:
         key = (identity, proto, port)
@@ -163,21 +199,66 @@ class PolicyMap:
         if hit is not None:
             return hit
         result = self._lookup(identity, proto, port)
-        if len(self._cache) < 1_000_000:
+        if len(self._cache) < 200_000:
             self._cache[key] = result
         return result
 
     def _lookup(self, identity: int, proto: int, port: int) -> Lookup:
-        deny_own = self._first(self._deny.get(identity), proto, port) if identity else None
-        deny_any = self._first(self._deny.get(WILDCARD_IDENTITY), proto, port)
-        if deny_own is not None and deny_any is not None:
-            return Lookup(deny_own if deny_own.key.port.specificity >= deny_any.key.port.specificity else deny_any)
+        covering = self._covering(proto, port)
+        deny_own = deny_any = allow_own = allow_any = None
+        for e in covering:
+            if e.ids is None:
+                if e.deny:
+                    deny_any = deny_any or e
+                else:
+                    allow_any = allow_any or e
+            elif identity in e.ids:
+                if e.deny:
+                    deny_own = deny_own or e
+                else:
+                    allow_own = allow_own or e
+        # A deny covering the key removed every allow it covers (mapstate insertion rules).
         if deny_own is not None or deny_any is not None:
-            return Lookup(deny_own or deny_any)
-        own = self._first(self._allow.get(identity), proto, port) if identity else None
-        anyp = self._first(self._allow.get(WILDCARD_IDENTITY), proto, port)
-        if own and anyp:
-            return Lookup(own if own.key.port.specificity >= anyp.key.port.specificity else anyp)
-        if own or anyp:
-            return Lookup(own or anyp)
+            if deny_own is not None and (deny_any is None or deny_own.port.specificity >= deny_any.port.specificity):
+                return Lookup(self._merged(identity, deny_own.port, True, covering))
+            assert deny_any is not None
+            return Lookup(self._merged(WILDCARD_IDENTITY, deny_any.port, True, covering))
+        if allow_own is not None and (allow_any is None or allow_own.port.specificity >= allow_any.port.specificity):
+            return Lookup(self._merged(identity, allow_own.port, False, covering))
+        if allow_any is not None:
+            return Lookup(self._merged(WILDCARD_IDENTITY, allow_any.port, False, covering))
         return _NO_ENTRY
+
+    def l7_contributions(self, identity: int, proto: int, port: int) -> list[L7Contribution]:
+        """Every allow rule covering (identity, proto, port), own and wildcard-peer (§6.3):
+        the proxy checks a request against all of them; one without L7 lets all through."""
+        out: list[L7Contribution] = []
+        for e in self._covering(proto, port):
+            if not e.deny and e.contribution is not None and e.selects(identity) and e.contribution not in out:
+                out.append(e.contribution)
+        return out
+
+    def _all(self) -> list[_RuleEntry]:
+        return [e for lst in self._by_port.values() for e in lst] + [e for lst in self._ranges.values() for e in lst]
+
+    def entries(self) -> list[MapEntry]:
+        """The expanded map: one entry per Cilium key (can be large; for display and tests)."""
+        rules = self._all()
+        keys: set[tuple[int, PortPrefix, bool]] = set()
+        for e in rules:
+            for ident in (e.ids if e.ids is not None else (WILDCARD_IDENTITY,)):
+                keys.add((ident, e.port, e.deny))
+        out = [self._merged(i, p, d, rules) for i, p, d in keys]
+        out.sort(key=lambda e: (e.key.identity, e.key.port, e.deny))
+        return out
+
+    def key_count(self) -> int:
+        """Number of Cilium keys the map holds, without expanding it."""
+        seen: dict[tuple[PortPrefix, bool], set[int]] = {}
+        for e in self._all():
+            s = seen.setdefault((e.port, e.deny), set())
+            s.update(e.ids if e.ids is not None else (WILDCARD_IDENTITY,))
+        return sum(len(v) for v in seen.values())
+
+    def __len__(self) -> int:
+        return self.key_count()
