@@ -313,5 +313,138 @@ def matrix(
             out.print()
 
 
+class ReplayOutput(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def replay(
+    flows: Annotated[list[Path], typer.Argument(help="Hubble flow files (hubble observe -o json / jsonpb, flow exporter); '-' for stdin.")],
+    cluster: ClusterOpt,
+    policies: PoliciesOpt = None,
+    config: ConfigOpt = None,
+    audit_mode: AuditOpt = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad line instead of skipping it.")] = False,
+    enable_policy: EnablePolicyOpt = None,
+    allow_localhost: AllowLocalhostOpt = None,
+    policy_cidr_match_mode: CidrModeOpt = None,
+    enable_non_default_deny_policies: NonDefaultDenyOpt = None,
+    enable_host_firewall: HostFwOpt = None,
+    output: Annotated[ReplayOutput, typer.Option("--output", "-o", help="text (summary) | json (one Hubble flow per input flow)")] = ReplayOutput.text,
+) -> None:
+    """Decide recorded Hubble flows again under the given policies. With --audit-mode, the
+    flows the policies would drop are reported as AUDIT, grouped by source workload,
+    destination and port, with the policy that would drop them."""
+    from ciliary.flows.codec import FlowReadError
+    from ciliary.workflows.replay import ReplayReport
+    from ciliary.workflows.replay import replay as do_replay
+
+    engine = _engine(
+        cluster, policies, config, Output.json if output is ReplayOutput.json else Output.text,
+        policy_audit_mode=audit_mode, enable_policy=enable_policy, allow_localhost=allow_localhost,
+        policy_cidr_match_mode=policy_cidr_match_mode,
+        enable_non_default_deny_policies=enable_non_default_deny_policies,
+        enable_host_firewall=enable_host_firewall,
+    )
+    rep = ReplayReport()
+    sources = [str(f) for f in flows]
+
+    def bad(b: Any) -> None:
+        err.print(f"warning: skipped bad line {b}", markup=False)
+
+    try:
+        if output is ReplayOutput.json:
+            w = sys.stdout.buffer
+            for rf in do_replay(engine, sources, strict=strict, on_bad=bad, report=rep):
+                w.write(orjson.dumps({"flow": rf.flow}) + b"\n")
+            w.flush()
+            s = rep.summary()
+            err.print(f"{s['flows']} flows: " + ", ".join(f"{k} {v}" for k, v in s["by_predicted_verdict"].items()) + f"; {s['changed']} changed verdict; {s['bad_lines']} bad line(s)", markup=False)
+            return
+        for n, _ in enumerate(do_replay(engine, sources, strict=strict, on_bad=bad, report=rep), 1):
+            if n % 200_000 == 0:
+                err.print(f"... {n} flows", markup=False)
+    except FlowReadError as e:
+        err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
+    except OSError as e:
+        err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
+    s = rep.summary()
+    out.print(f"{s['flows']} flows replayed ({s['bad_lines']} bad line(s) skipped, {s['skipped_non_flow_lines']} non-flow line(s) skipped)", markup=False)
+    for k, v in s["by_predicted_verdict"].items():
+        out.print(f"  {k:<11} {v}", markup=False)
+    out.print(f"{len(rep.changed)} flow(s) change verdict against the recorded one:", markup=False)
+    for rf in rep.changed[:50]:
+        f = rf.flow
+        src, dst = f.get("source") or {}, f.get("destination") or {}
+        ips = f.get("IP") or {}
+        from ciliary.workflows.diff import _port_label
+        from ciliary.workflows.replay import workload_of_flow_side
+
+        out.print(
+            f"  {rf.file}:{rf.line} {workload_of_flow_side(src, ips.get('source'))} -> "
+            f"{workload_of_flow_side(dst, ips.get('destination'))} {_port_label(f)}: {rf.recorded} -> {rf.predicted}",
+            markup=False,
+        )
+    if len(rep.changed) > 50:
+        out.print(f"  ... and {len(rep.changed) - 50} more (-o json for all)", markup=False)
+    if rep.audit_groups:
+        out.print("", markup=False)
+        out.print("Audit: traffic the policies would drop (AUDIT verdicts):", markup=False)
+        for g in s["audit"]:
+            out.print(
+                f"  {g['source']} -> {g['destination']} {g['port']}: {g['flows']} flow(s), "
+                f"{g['would_drop']} at {g['traffic_direction']} by {', '.join(g['policies']) or '-'}",
+                markup=False,
+            )
+
+
+class DiffOutput(StrEnum):
+    text = "text"
+    json = "json"
+    md = "md"
+
+
+@app.command()
+def diff(
+    cluster: ClusterOpt,
+    old: Annotated[list[Path], typer.Option("--old", help="The current policies (files or directories; repeatable).")],
+    new: Annotated[list[Path], typer.Option("--new", help="The proposed policies (files or directories; repeatable).")],
+    flows: Annotated[Optional[list[Path]], typer.Option("--flows", help="Observed Hubble flows to replay under both (repeatable).")] = None,  # noqa: UP045
+    config: ConfigOpt = None,
+    output: Annotated[DiffOutput, typer.Option("--output", "-o", help="text | json | md (markdown for PR comments)")] = DiffOutput.text,
+) -> None:
+    """The semantic difference between two policy sets: per (source workload, destination,
+    port) what becomes allowed and what becomes denied; with --flows, which observed flows
+    change verdict. Exit 1 when the new set would drop observed traffic the old set allowed."""
+    from ciliary.workflows.diff import diff_policies
+
+    fmt = Output.json if output is DiffOutput.json else Output.text
+    e_old = _engine(cluster, old, config, fmt)
+    e_new = _engine(cluster, new, config, fmt)
+    rep = diff_policies(e_old, e_new, [str(f) for f in flows or []])
+    if output is DiffOutput.json:
+        _print_json(rep.as_dict())
+    elif output is DiffOutput.md:
+        sys.stdout.write(rep.markdown() + "\n")
+    else:
+        out.print(f"{len(rep.newly_denied)} newly denied, {len(rep.newly_allowed)} newly allowed (workload, destination, port) combinations", markup=False)
+        for title, rows in (("Newly denied", rep.newly_denied), ("Newly allowed", rep.newly_allowed)):
+            if rows:
+                out.print(f"{title}:", markup=False)
+                for c in rows[:200]:
+                    pol = f"  ({', '.join(c.new_policies)})" if c.new_policies else ""
+                    out.print(f"  {c.source} -> {c.destination} {c.port}{pol}", markup=False)
+        if flows:
+            out.print(f"Observed flows: {rep.flows}; {sum(c.count for c in rep.flow_changes)} change verdict", markup=False)
+            for fc in rep.flow_changes:
+                out.print(f"  {fc.source} -> {fc.destination} {fc.port}: {fc.old} -> {fc.new} ({fc.count} flow(s)) {', '.join(sorted(fc.policies))}", markup=False)
+    if rep.regressions:
+        err.print(f"{sum(c.count for c in rep.regressions)} observed flow(s) the old policies allowed would be dropped", markup=False)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

@@ -477,10 +477,13 @@ _ALLOW_ALL = HTTPDecision(True)
 class HTTPPolicy:
     """The HTTP rules of one port and peer selector: `check(req)` gives the verdict.
 
-    Compiled once: the rules made only of path/method/host are combined into one RE2 set
-    over `METHOD\\nPATH\\nAUTHORITY` (multi-line mode, so `^`/`$` in a rule still anchor at
-    its own field; header values never contain a newline), so a check is one RE2 call plus
-    the rules with header conditions. Recent verdicts are memoised (bounded).
+    Compiled once: the path/method/host regexes of all rules are combined into one RE2
+    set over `METHOD\\nPATH\\nAUTHORITY` (multi-line mode, so `^`/`$` in a rule still
+    anchor at its own field; Envoy rejects header values containing a newline, and such
+    requests fall back to rule-by-rule matching). A check is one RE2 call, then Python
+    checks the header conditions of the rules the set reports, and runs header actions
+    when a rule has some. Rules using `\\A`, `\\z`, `\\Q` or a flag-clearing group are
+    matched one by one. Recent verdicts are memoised (bounded; cleared when full).
     """
 
     __slots__ = (

@@ -109,7 +109,10 @@ class PolicyEngine:
         fqdn_selectors = [p.fqdn for e in entries for p in (e.peers or ()) if p.fqdn is not None]
         self._fqdn_matcher = DNSMatcher(fqdn_selectors)
         self.fqdn_caches: dict[str, FQDNCache] = {}
-        self._fqdn_indexed: set[int] = set()
+        # Pods that flows name but the snapshot lacks (replay); identities from flow labels.
+        self.extra_endpoints: dict[str, Endpoint] = {}
+        self._late_indexed: set[int] = set()
+        self._initial_ids = self.index.ids
         # Compiled L7 matchers, per L7 rule object (policies live as long as the engine).
         self.l7_cache: dict[int, object] = {}
 
@@ -210,11 +213,15 @@ class PolicyEngine:
             [*(Label(SOURCE_FQDN, k, "") for k in keys), Label.cidr(net), world_label(net.version, self.allocator.dual_stack)]
         )
         ident = self.allocator.allocate(labels)
-        if ident.id not in self._fqdn_indexed:
-            self._fqdn_indexed.add(ident.id)
+        self.add_identity(ident)
+        return ident
+
+    def add_identity(self, ident: Identity) -> None:
+        """Make a newly allocated identity selectable (FQDN IPs, pods only flows name)."""
+        if ident.id not in self._late_indexed and ident.id not in self._initial_ids:
+            self._late_indexed.add(ident.id)
             self.index.add(ident.id, ident.labels)
             self._compiled.clear()  # selectors now select one more identity
-        return ident
 
     def identity_seen_from(self, ep: Endpoint, observer: str | None) -> Identity:
         """An endpoint's identity as another node's datapath sees it."""

@@ -1,0 +1,202 @@
+"""`ciliary diff`: the difference two policy sets make, by effect.
+
+For every pair of workloads (endpoints grouped by identity) and every container port of the
+destination, the old and new verdicts are compared: what becomes allowed, what becomes
+denied. With flows, every observed flow is replayed under both sets; traffic the old set
+allowed and the new one drops is the regression a pull request must not merge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ciliary.cluster.endpoints import Endpoint
+from ciliary.policy.engine import PolicyEngine, policy_key
+from ciliary.policy.ports import PROTO_NAMES, PROTO_NUMBERS
+from ciliary.verdict.decide import DROPPED, Flow, FlowPeer, decide
+from ciliary.workflows.replay import ReplayReport, replay, workload_of_flow_side
+
+
+def workload_name(ep: Endpoint) -> str:
+    """ns/<workload>: the owner for synthetic pods, else the app label, else the pod name
+    without its ReplicaSet/pod hash."""
+    if ep.pod is None:
+        return ep.key
+    pod = ep.pod
+    if pod.owner:
+        return f"{pod.namespace}/{pod.owner.split('/')[-1]}"
+    for k in ("app.kubernetes.io/name", "app", "k8s-app", "name"):
+        if pod.labels.get(k):
+            return f"{pod.namespace}/{pod.labels[k]}"
+    name = pod.name
+    h = pod.labels.get("pod-template-hash")
+    if h and f"-{h}-" in name:
+        name = name.split(f"-{h}-")[0]
+    return f"{pod.namespace}/{name}"
+
+
+@dataclass(frozen=True, order=True)
+class Change:
+    source: str
+    destination: str
+    port: str
+    old: str
+    new: str
+    new_policies: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "destination": self.destination, "port": self.port,
+            "old": self.old, "new": self.new, "policies": list(self.new_policies),
+        }
+
+
+@dataclass
+class FlowChange:
+    source: str
+    destination: str
+    port: str
+    old: str
+    new: str
+    count: int = 0
+    policies: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "destination": self.destination, "port": self.port,
+            "old": self.old, "new": self.new, "flows": self.count, "policies": sorted(self.policies),
+        }
+
+
+@dataclass
+class DiffReport:
+    newly_allowed: list[Change] = field(default_factory=list)
+    newly_denied: list[Change] = field(default_factory=list)
+    flow_changes: list[FlowChange] = field(default_factory=list)
+    flows: int = 0
+    pairs: int = 0
+
+    @property
+    def regressions(self) -> list[FlowChange]:
+        """Observed traffic the old set allowed and the new one drops."""
+        return [c for c in self.flow_changes if c.new == DROPPED and c.old != DROPPED]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "newly_allowed": [c.as_dict() for c in self.newly_allowed],
+            "newly_denied": [c.as_dict() for c in self.newly_denied],
+            "flows": self.flows,
+            "flow_changes": [c.as_dict() for c in self.flow_changes],
+            "regressions": len(self.regressions),
+        }
+
+    def markdown(self) -> str:
+        out = ["## ciliary policy diff", ""]
+        reg = self.regressions
+        if reg:
+            out.append(f"**{sum(c.count for c in reg)} observed flow(s) would be dropped** by the new policies.")
+            out.append("")
+        def table(title: str, rows: list[Change]) -> None:
+            out.append(f"### {title} ({len(rows)})")
+            out.append("")
+            if not rows:
+                out.append("_none_")
+                out.append("")
+                return
+            out.append("| source | destination | port | policies |")
+            out.append("|---|---|---|---|")
+            for c in rows:
+                out.append(f"| `{c.source}` | `{c.destination}` | {c.port} | {', '.join(c.new_policies) or '-'} |")
+            out.append("")
+        table("Newly denied", self.newly_denied)
+        table("Newly allowed", self.newly_allowed)
+        if self.flows:
+            out.append(f"### Observed flows that change verdict ({sum(c.count for c in self.flow_changes)} of {self.flows})")
+            out.append("")
+            if self.flow_changes:
+                out.append("| source | destination | port | old | new | flows | policies |")
+                out.append("|---|---|---|---|---|---|---|")
+                for f in self.flow_changes:
+                    out.append(f"| `{f.source}` | `{f.destination}` | {f.port} | {f.old} | {f.new} | {f.count} | {', '.join(sorted(f.policies)) or '-'} |")
+            else:
+                out.append("_none_")
+            out.append("")
+        return "\n".join(out)
+
+
+def _policies(v: Any) -> tuple[str, ...]:
+    side = v.deciding
+    refs = side.denied_by or side.allowed_by
+    if refs:
+        return tuple(str(r) for r in refs)
+    if v.verdict == DROPPED and side.policy is not None:
+        return tuple(sorted({str(r.origin.ref) for r in side.policy.rules if r.default_deny}))
+    return ()
+
+
+def diff_policies(
+    old: PolicyEngine, new: PolicyEngine, flows: Iterable[str | Path] = (), *, strict: bool = False
+) -> DiffReport:
+    rep = DiffReport()
+    # One representative endpoint per compiled-policy group, named by workload.
+    groups: dict[tuple[object, ...], Endpoint] = {}
+    for ep in sorted(new.pod_endpoints, key=lambda e: e.key):
+        groups.setdefault(policy_key(ep), ep)
+    reps = list(groups.values())
+    old_by_key = {e.key: e for e in old.pod_endpoints}
+    seen: set[tuple[str, str, str]] = set()
+    for s in reps:
+        for d in reps:
+            ports = sorted({(PROTO_NUMBERS.get(cp.protocol.upper(), 6), cp.port) for cp in d.named_ports})
+            for proto, port in ports:
+                label = f"{port}/{PROTO_NAMES.get(proto, proto)}"
+                key = (workload_name(s), workload_name(d), label)
+                if key in seen:
+                    continue
+                seen.add(key)
+                rep.pairs += 1
+                os_, od = old_by_key.get(s.key), old_by_key.get(d.key)
+                if os_ is None or od is None:
+                    continue
+                vo = decide(old, Flow(FlowPeer(os_.ips[0] if os_.ips else None, os_), FlowPeer(od.ips[0] if od.ips else None, od), proto, port))
+                vn = decide(new, Flow(FlowPeer(s.ips[0] if s.ips else None, s), FlowPeer(d.ips[0] if d.ips else None, d), proto, port))
+                was, now = vo.verdict != DROPPED, vn.verdict != DROPPED
+                if was and not now:
+                    rep.newly_denied.append(Change(*key, vo.verdict, vn.verdict, _policies(vn)))
+                elif now and not was:
+                    rep.newly_allowed.append(Change(*key, vo.verdict, vn.verdict, _policies(vn)))
+    rep.newly_denied.sort()
+    rep.newly_allowed.sort()
+    sources = list(flows)
+    if sources:
+        changes: dict[tuple[str, str, str, str, str], FlowChange] = {}
+        r_old, r_new = ReplayReport(), ReplayReport()
+        for a, b in zip(replay(old, sources, strict=strict, report=r_old), replay(new, sources, strict=strict, report=r_new), strict=True):
+            rep.flows += 1
+            if (a.predicted == DROPPED) == (b.predicted == DROPPED):
+                continue
+            f = b.flow
+            src, dst = f.get("source") or {}, f.get("destination") or {}
+            ips = f.get("IP") or {}
+            plabel = _port_label(f)
+            k = (workload_of_flow_side(src, ips.get("source")), workload_of_flow_side(dst, ips.get("destination")), plabel, a.predicted, b.predicted)
+            c = changes.setdefault(k, FlowChange(*k))
+            c.count += 1
+            if b.verdict is not None:
+                c.policies.update(_policies(b.verdict))
+        rep.flow_changes = sorted(changes.values(), key=lambda c: (c.new != DROPPED, c.source, c.destination, c.port))
+    return rep
+
+
+def _port_label(f: dict[str, Any]) -> str:
+    l4 = f.get("l4") or {}
+    for name in ("TCP", "UDP", "SCTP"):
+        if isinstance(l4.get(name), dict):
+            return f"{l4[name].get('destination_port', 0)}/{name}"
+    for name in ("ICMPv4", "ICMPv6"):
+        if isinstance(l4.get(name), dict):
+            return f"{name} type {l4[name].get('type', 0)}"
+    return "?"

@@ -1,0 +1,466 @@
+"""`ciliary observe FILE... [filter flags] [-o FORMAT]`: `hubble observe --input-file`, offline.
+
+Reads Hubble flow files (JSON lines; `-` is stdin) as a stream, keeps the flows that pass the
+time window and the filters, and renders them in one of hubble's output formats:
+
+    run = observe(["flows.jsonl"], ObserveOptions(filters=FilterFlags(namespace=["shop"])))
+    for line in run:          # output lines, without newline
+        print(line)
+    run.counts                # flows read, matched, non-flow lines skipped, bad lines
+
+Semantics follow hubble's IOReaderObserver: `--since/--until` compare the response time (the
+envelope's `time`, else the flow's; a line without one counts as the Unix epoch), then the
+allow/deny filters apply, then `--first N` (stop after N) or `--last N` (keep the last N;
+they are printed at the end). Without `--first/--last` every matching flow is printed, as
+hubble does for `--input-file`.
+
+`parse_observe_args(argv)` parses hubble-style arguments, including the order-sensitive
+`--not` (it negates the next filter flag only), for a CLI to hand over unparsed arguments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from ciliary.flows.codec import (
+    BadLine,
+    FlowReadError,
+    OnBadLine,
+    ReadStats,
+    display_name,
+    iter_raw,
+)
+from ciliary.flows.filter import (
+    FilterError,
+    FilterFlags,
+    FlowFilter,
+    FlowMatcher,
+    build_flow_filters,
+)
+from ciliary.flows.gotime import NS, TIME_FORMAT_NAMES, parse_rfc3339_ns, parse_time_arg
+from ciliary.flows.printer import OUTPUT_FORMATS, Printer, PrinterOptions
+
+JSON = dict[str, Any]
+LAST_MAX: Final = 1_000_000
+
+__all__ = [
+    "ObserveCounts",
+    "ObserveOptions",
+    "ObserveRequest",
+    "ObserveRun",
+    "observe",
+    "parse_observe_args",
+    "raw_filters",
+]
+
+
+@dataclass
+class ObserveOptions:
+    """Everything `hubble observe` takes besides the input files and the output format."""
+
+    filters: FilterFlags = field(default_factory=FilterFlags)
+    # Flags given after `--not` (hubble's denylist tracker).
+    exclude: FilterFlags = field(default_factory=FilterFlags)
+    allowlist: list[str] = field(default_factory=list)  # raw FlowFilter JSON
+    denylist: list[str] = field(default_factory=list)
+    since: str | None = None  # Go duration before `now`, or absolute time
+    until: str | None = None
+    first: int = 0
+    last: int = 0
+    all: bool = False
+    print_node_name: bool = False
+    time_format: str = "StampMilli"
+    ip_translation: bool = True  # --numeric sets False
+    strict: bool = False  # a bad line raises FlowReadError (file:line)
+    validate: bool = False  # type-check every flow (implied by strict)
+
+
+@dataclass
+class ObserveCounts:
+    files: int = 0
+    flows_read: int = 0
+    matched: int = 0  # passed the time window and the filters
+    printed: int = 0  # flows rendered (differs from matched with --first/--last)
+    outside_window: int = 0  # dropped by --since/--until
+    skipped_non_flow: int = 0
+    non_flow_kinds: dict[str, int] = field(default_factory=dict)
+    bad_lines: int = 0
+    bad_line_reports: list[BadLine] = field(default_factory=list)  # the first 1000
+
+
+class ObserveRun(Iterator[str]):
+    """The output lines of one observe; `counts` is complete once iteration has finished."""
+
+    def __init__(self, gen: Iterator[str], counts: ObserveCounts) -> None:
+        self._gen = gen
+        self.counts = counts
+
+    def __iter__(self) -> ObserveRun:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._gen)
+
+
+def _now_ns(now: datetime | int | float | None) -> int:
+    if now is None:
+        return time.time_ns()
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            raise ValueError("`now` must be timezone-aware")
+        return int(now.timestamp()) * NS + now.microsecond * 1000
+    if isinstance(now, float):
+        return int(now * NS)
+    return int(now)
+
+
+def _matcher(options: ObserveOptions) -> FlowMatcher:
+    allow = build_flow_filters(options.filters)
+    deny = build_flow_filters(options.exclude)
+    for text in options.allowlist:
+        try:
+            allow.extend(FlowFilter.from_json(text))
+        except FilterError as exc:
+            raise FilterError(f"invalid --allowlist flag: {exc}") from None
+    for text in options.denylist:
+        try:
+            deny.extend(FlowFilter.from_json(text))
+        except FilterError as exc:
+            raise FilterError(f"invalid --denylist flag: {exc}") from None
+    return FlowMatcher(allow, deny)
+
+
+def raw_filters(options: ObserveOptions) -> tuple[list[FlowFilter], list[FlowFilter]]:
+    """(allowlist, denylist) FlowFilters, as `hubble observe --print-raw-filters` shows them."""
+    m = _matcher(options)
+    return m.allow, m.deny
+
+
+def _check_selection(options: ObserveOptions) -> None:
+    if options.first < 0 or options.last < 0:
+        raise ValueError("--first and --last must not be negative")
+    if options.first and options.last:
+        raise ValueError("cannot set both --first and --last")
+    if options.first and options.all:
+        raise ValueError("cannot set both --first and --all")
+    if options.last and options.all:
+        raise ValueError("cannot set both --last and --all")
+    if options.last > LAST_MAX:
+        raise ValueError(f"--last must be <= 1_000_000, got {options.last}")
+
+
+_FLOW_ERRORS: Final = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+def observe(
+    paths: Sequence[str | Path],
+    options: ObserveOptions | None = None,
+    output: str = "compact",
+    now: datetime | int | float | None = None,
+    *,
+    on_bad: OnBadLine | None = None,
+) -> ObserveRun:
+    """Filter and render the flows of `paths` (`-` = stdin) like `hubble observe`.
+
+    Options are checked here (raising FilterError/ValueError with hubble's messages); the
+    files are read lazily while the returned `ObserveRun` is iterated. `now` (aware datetime,
+    Unix seconds as float, or nanoseconds as int; default: the clock) anchors relative
+    `--since/--until`. `on_bad` is called for each bad line as it is met (lines are also
+    counted and the first 1000 kept in `counts.bad_line_reports`); with `options.strict` the
+    first bad line raises `FlowReadError` during iteration instead.
+    """
+    opts = options if options is not None else ObserveOptions()
+    if output not in OUTPUT_FORMATS:
+        raise ValueError(f"invalid output format: {output}")
+    _check_selection(opts)
+    matcher = _matcher(opts)
+    now_ns = _now_ns(now)
+    since = parse_time_arg(opts.since, now_ns) if opts.since else None
+    until = parse_time_arg(opts.until, now_ns) if opts.until else None
+    printer = Printer(
+        output,
+        PrinterOptions(
+            print_node_name=opts.print_node_name,
+            time_format=opts.time_format,
+            ip_translation=opts.ip_translation,
+        ),
+    )
+    counts = ObserveCounts()
+    gen = _run(list(paths), opts, matcher, printer, since, until, counts, on_bad)
+    return ObserveRun(gen, counts)
+
+
+def _response_time_ns(f: JSON, env: JSON | None) -> int:
+    t = env.get("time") if env is not None else None
+    if t is None:
+        t = f.get("time")
+    if t is None:
+        return 0
+    if not isinstance(t, str):
+        raise ValueError(f"invalid timestamp {t!r}")
+    ns = parse_rfc3339_ns(t)
+    if ns is None:
+        raise ValueError(f"invalid timestamp {t!r}")
+    return ns
+
+
+def _run(
+    paths: list[str | Path],
+    opts: ObserveOptions,
+    matcher: FlowMatcher,
+    printer: Printer,
+    since: int | None,
+    until: int | None,
+    counts: ObserveCounts,
+    on_bad: OnBadLine | None,
+) -> Iterator[str]:
+    stats = ReadStats()
+    strict = opts.strict
+    pred: Callable[[JSON], bool] | None = None if matcher.is_trivial else matcher.predicate
+    window = since is not None or until is not None
+    first = opts.first
+    last: deque[tuple[JSON, JSON | None, str, int]] | None = (
+        deque(maxlen=opts.last) if opts.last else None
+    )
+    fmt = printer.format
+
+    proc_bad = 0
+
+    def bad(path: str, lineno: int, exc: Exception) -> None:
+        nonlocal proc_bad
+        proc_bad += 1
+        reason = f"invalid flow: {exc}"
+        if strict:
+            raise FlowReadError(path, lineno, reason) from exc
+        b = BadLine(path, lineno, reason)
+        stats.add_bad(b)
+        if on_bad is not None:
+            on_bad(b)
+
+    def sync() -> None:
+        counts.flows_read = stats.flows - proc_bad
+        counts.skipped_non_flow = stats.non_flow
+        counts.non_flow_kinds = dict(stats.non_flow_kinds)
+        counts.bad_lines = stats.bad
+        counts.bad_line_reports = list(stats.bad_lines)
+
+    try:
+        for path in paths:
+            counts.files += 1
+            name = display_name(path) if not isinstance(path, Path) else str(path)
+            reader = iter_raw(
+                path, stats, strict=strict, validate=opts.validate, on_bad=on_bad, name=name
+            )
+            for f, env, lineno in reader:
+                try:
+                    if window:
+                        t = _response_time_ns(f, env)
+                        if (since is not None and t < since) or (until is not None and t > until):
+                            counts.outside_window += 1
+                            continue
+                    if pred is not None and not pred(f):
+                        continue
+                    if last is not None:
+                        counts.matched += 1
+                        last.append((f, env, name, lineno))
+                        continue
+                    lines = fmt(f, env)
+                except _FLOW_ERRORS as exc:
+                    bad(name, lineno, exc)
+                    continue
+                counts.matched += 1
+                counts.printed += 1
+                yield from lines
+                if first and counts.printed >= first:
+                    break
+            reader.close()
+            if first and counts.printed >= first:
+                break
+        if last is not None:
+            for f, env, name, lineno in last:
+                try:
+                    lines = fmt(f, env)
+                except _FLOW_ERRORS as exc:
+                    counts.matched -= 1
+                    bad(name, lineno, exc)
+                    continue
+                counts.printed += 1
+                yield from lines
+        yield from printer.finish()
+    finally:
+        sync()
+
+
+# ---- hubble-style argument parsing -------------------------------------------------------------
+
+
+@dataclass
+class ObserveRequest:
+    paths: list[str]
+    options: ObserveOptions
+    output: str = "compact"
+    print_raw_filters: bool = False
+
+
+_SHORT: Final[dict[str, str]] = {
+    "-n": "namespace",
+    "-l": "label",
+    "-t": "type",
+    "-4": "ipv4",
+    "-6": "ipv6",
+    "-o": "output",
+    "-A": "all-namespaces",
+}
+_FILTER_BOOL: Final = frozenset({"ipv4", "ipv6", "encrypted", "unencrypted"})
+_FILTER_VALUE: Final = frozenset(
+    f.name.replace("_", "-")
+    for f in fields(FilterFlags)
+    if f.name.replace("_", "-") not in _FILTER_BOOL
+)
+_OPTION_VALUE: Final = frozenset(
+    {"since", "until", "first", "last", "output", "time-format", "allowlist", "denylist"}
+)
+_OPTION_BOOL: Final = frozenset(
+    {
+        "all",
+        "print-node-name",
+        "numeric",
+        "ip-translation",
+        "strict",
+        "validate",
+        "print-raw-filters",
+    }
+)
+_UNSUPPORTED: Final = frozenset(
+    {"all-namespaces", "from-all-namespaces", "to-all-namespaces", "follow", "field-mask"}
+)
+
+
+def _to_bool(flag: str, text: str | None) -> bool:
+    if text is None:
+        return True
+    low = text.lower()
+    if low in ("1", "t", "true"):
+        return True
+    if low in ("0", "f", "false"):
+        return False
+    raise ValueError(f"invalid argument {text!r} for --{flag}")
+
+
+def _to_int(flag: str, text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"invalid argument {text!r} for --{flag}")
+    return int(text)
+
+
+def parse_observe_args(argv: Sequence[str]) -> ObserveRequest:
+    """Parse `FILE... [flags]` the way `hubble observe` parses its flags.
+
+    `--not` puts the next filter flag (only that one) into the denylist. Accepts
+    `--flag value`, `--flag=value`, the short forms `-n -l -t -4 -6 -o`, and `--` to end the
+    flags. Raises ValueError (FilterError for filter flags) on bad arguments.
+    """
+    paths: list[str] = []
+    opts = ObserveOptions()
+    req = ObserveRequest(paths, opts)
+    negate = False
+    i = 0
+    args = list(argv)
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            paths.extend(args[i:])
+            break
+        if arg == "-" or not arg.startswith("-"):
+            paths.append(arg)
+            continue
+        inline: str | None = None
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            inline = value if eq else None
+        elif arg[:2] in _SHORT:
+            name = _SHORT[arg[:2]]
+            if len(arg) > 2:
+                inline = arg[2:].removeprefix("=")
+        else:
+            raise ValueError(f"unknown shorthand flag: {arg!r}")
+        if name in _UNSUPPORTED:
+            raise ValueError(f"--{name} is not supported")
+        if name == "not":
+            if negate:
+                raise FilterError("consecutive --not statements")
+            negate = True
+            continue
+
+        def take_value(flag: str = name, given: str | None = inline) -> str:
+            nonlocal i
+            if given is not None:
+                return given
+            if i >= len(args):
+                raise ValueError(f"flag needs an argument: --{flag}")
+            i += 1
+            return args[i - 1]
+
+        if name in _FILTER_VALUE or name in _FILTER_BOOL:
+            target = opts.exclude if negate else opts.filters
+            negate = False
+            if name in _FILTER_BOOL:
+                on = _to_bool(name, inline) if name in ("encrypted", "unencrypted") else True
+                target.add(name, on)
+            else:
+                target.add(name, take_value())
+            continue
+        if negate:
+            raise FilterError(f"--not must be followed by a filter flag, got --{name}")
+        if name in _OPTION_VALUE:
+            value = take_value()
+            if name == "since":
+                opts.since = value
+            elif name == "until":
+                opts.until = value
+            elif name == "first":
+                opts.first = _to_int(name, value)
+            elif name == "last":
+                opts.last = _to_int(name, value)
+            elif name == "output":
+                if value not in OUTPUT_FORMATS and value != "JSON":
+                    raise ValueError(f"invalid output format: {value}")
+                req.output = "json" if value == "JSON" else value
+            elif name == "time-format":
+                opts.time_format = value
+            elif name == "allowlist":
+                opts.allowlist.append(value)
+            elif name == "denylist":
+                opts.denylist.append(value)
+            continue
+        if name in _OPTION_BOOL:
+            on = _to_bool(name, inline)
+            if name == "all":
+                opts.all = on
+            elif name == "print-node-name":
+                opts.print_node_name = on
+            elif name == "numeric":
+                opts.ip_translation = not on
+            elif name == "ip-translation":
+                opts.ip_translation = on
+            elif name == "strict":
+                opts.strict = on
+            elif name == "validate":
+                opts.validate = on
+            elif name == "print-raw-filters":
+                req.print_raw_filters = on
+            continue
+        raise ValueError(f"unknown flag: --{name}")
+    if negate:
+        raise FilterError("trailing --not found in the arguments")
+    return req
+
+
+TIME_FORMATS: Final = TIME_FORMAT_NAMES

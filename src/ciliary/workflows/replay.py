@@ -1,0 +1,364 @@
+"""`ciliary replay`: decide recorded Hubble flows again under a policy set.
+
+Every flow is judged by the same engine as `trace`. Endpoints come from the cluster
+snapshot by namespace/pod name or IP, falling back to the labels and identity the flow
+carries. Connections are tracked like conntrack: only the first flow of a connection is
+decided; its replies and the same connection seen at other observation points follow that
+verdict. DNS answers that the new policies would let through the DNS proxy feed the FQDN
+cache in time order, so `toFQDNs` is judged as it would be live.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ciliary.cluster.endpoints import Endpoint
+from ciliary.cluster.model import Pod
+from ciliary.flows.codec import FlowReadError, OnBadLine, ReadStats, iter_raw
+from ciliary.identity.labels import LabelSet
+from ciliary.l7.http import HTTPRequest
+from ciliary.l7.kafka import KafkaRequest, kafka_api_key
+from ciliary.model.policy import PolicyRef
+from ciliary.policy.engine import PolicyEngine
+from ciliary.policy.ports import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_NAMES,
+    PROTO_SCTP,
+    PROTO_TCP,
+    PROTO_UDP,
+)
+from ciliary.verdict.decide import (
+    AUDIT,
+    DROP_REASON_CODES,
+    DROPPED,
+    DNSQuery,
+    Flow,
+    FlowPeer,
+    L7Request,
+    Verdict,
+    decide,
+)
+
+JSON = dict[str, Any]
+_L4 = (("TCP", PROTO_TCP), ("UDP", PROTO_UDP), ("SCTP", PROTO_SCTP))
+
+
+@dataclass
+class ReplayedFlow:
+    """One input flow with the predicted verdict (`flow` is the output Hubble flow)."""
+
+    flow: JSON
+    recorded: str
+    predicted: str
+    verdict: Verdict | None  # None: followed its connection, or could not be judged
+    reason: str
+    file: str
+    line: int
+
+    @property
+    def changed(self) -> bool:
+        return _norm(self.recorded) != _norm(self.predicted)
+
+
+def _norm(v: str) -> str:
+    # REDIRECTED and FORWARDED both deliver the packet; TRACED/TRANSLATED are not policy events.
+    return "FORWARDED" if v in ("REDIRECTED", "TRACED", "TRANSLATED", "") else v
+
+
+@dataclass
+class ReplayReport:
+    stats: ReadStats = field(default_factory=ReadStats)
+    by_verdict: dict[str, int] = field(default_factory=dict)
+    changed: list[ReplayedFlow] = field(default_factory=list)
+    unjudged: int = 0
+    # (source workload, destination, port/proto) -> count, policies
+    audit_groups: dict[tuple[str, str, str], AuditGroup] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "flows": self.stats.flows,
+            "by_predicted_verdict": dict(sorted(self.by_verdict.items())),
+            "changed": len(self.changed),
+            "unjudged": self.unjudged,
+            "skipped_non_flow_lines": self.stats.non_flow,
+            "bad_lines": self.stats.bad,
+            "bad_line_reports": [str(b) for b in self.stats.bad_lines],
+            "audit": [g.as_dict() for g in sorted(self.audit_groups.values(), key=lambda g: (-g.count, g.key))],
+        }
+
+
+@dataclass
+class AuditGroup:
+    key: tuple[str, str, str]
+    count: int = 0
+    direction: str = ""
+    reason: str = ""
+    policies: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.key[0],
+            "destination": self.key[1],
+            "port": self.key[2],
+            "flows": self.count,
+            "traffic_direction": self.direction,
+            "would_drop": self.reason,
+            "policies": sorted(self.policies),
+        }
+
+
+def _time(flow: JSON) -> float | None:
+    t = flow.get("time")
+    if not isinstance(t, str):
+        return None
+    try:
+        # Hubble writes nanoseconds; Python parses microseconds.
+        head, _, frac = t.rstrip("Z").partition(".")
+        base = datetime.fromisoformat(head + "+00:00").timestamp()
+        return base + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        return None
+
+
+def _l4(flow: JSON) -> tuple[int, int, int] | None:
+    """(protocol, source port, destination port or ICMP type)."""
+    l4 = flow.get("l4") or {}
+    for name, num in _L4:
+        d = l4.get(name)
+        if isinstance(d, dict):
+            return num, int(d.get("source_port") or 0), int(d.get("destination_port") or 0)
+    for name, num in (("ICMPv4", PROTO_ICMP), ("ICMPv6", PROTO_ICMPV6)):
+        d = l4.get(name)
+        if isinstance(d, dict):
+            return num, 0, int(d.get("type") or 0)
+    return None
+
+
+def _peer(engine: PolicyEngine, side: JSON | None, ip: str | None) -> FlowPeer:
+    side = side or {}
+    ns, pod = side.get("namespace"), side.get("pod_name")
+    if ns and pod:
+        ep = engine.endpoint_of_pod(f"{ns}/{pod}")
+        if ep is not None:
+            return FlowPeer(ip or (ep.ips[0] if ep.ips else None), ep)
+    if ip:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            ip = None
+    if ip:
+        ep = engine.endpoint_by_ip(ip)
+        if ep is not None and not (ns and pod and not ep.is_host):
+            return FlowPeer(ip, ep)
+    if ns and pod:
+        return FlowPeer(ip, _flow_endpoint(engine, side, ns, pod, ip))
+    return FlowPeer(ip, None)
+
+
+def _flow_endpoint(engine: PolicyEngine, side: JSON, ns: str, pod: str, ip: str | None) -> Endpoint:
+    """A pod the snapshot lacks: its identity from the labels the flow carries."""
+    key = f"{ns}/{pod}"
+    cached = engine.extra_endpoints.get(key)
+    if cached is not None:
+        return cached
+    raw = [s for s in side.get("labels") or [] if isinstance(s, str)]
+    labels = LabelSet.from_strings(raw, default_source="k8s") if raw else LabelSet.from_strings(
+        [f"k8s:io.kubernetes.pod.namespace={ns}"], default_source="k8s"
+    )
+    ident = engine.allocator.allocate(labels)
+    engine.add_identity(ident)
+    pod_labels = {lb.key: lb.value for lb in labels if lb.source == "k8s" and not lb.key.startswith("io.")}
+    p = Pod(pod, ns, pod_labels, ips=(ip,) if ip else ())
+    ep = Endpoint(p, None, ident, ident.labels)
+    engine.extra_endpoints[key] = ep
+    return ep
+
+
+def _request(flow: JSON) -> L7Request | None:
+    l7 = flow.get("l7")
+    if not isinstance(l7, dict) or l7.get("type") not in ("REQUEST", None):
+        return None
+    if isinstance(l7.get("http"), dict):
+        h = l7["http"]
+        url = str(h.get("url") or "")
+        path, host = url, ""
+        if "://" in url:
+            rest = url.split("://", 1)[1]
+            host, _, tail = rest.partition("/")
+            path = "/" + tail
+        headers = tuple((str(x.get("key", "")), str(x.get("value", ""))) for x in h.get("headers") or [] if isinstance(x, dict))
+        return HTTPRequest(str(h.get("method") or "GET"), path or "/", host, headers)
+    if isinstance(l7.get("kafka"), dict):
+        k = l7["kafka"]
+        try:
+            key = kafka_api_key(k.get("api_key") or "produce")
+        except (KeyError, ValueError):
+            return None
+        topic = k.get("topic")
+        return KafkaRequest(key, int(k.get("api_version") or 0), str(k.get("correlation_id") or ""), (topic,) if topic else ())
+    if isinstance(l7.get("dns"), dict):
+        q = l7["dns"].get("query")
+        return DNSQuery(str(q)) if q else None
+    return None
+
+
+def _refs(refs: list[PolicyRef]) -> list[JSON]:
+    return [{"kind": r.kind, "name": r.name, "namespace": r.namespace} for r in refs]
+
+
+def workload_of_flow_side(side: JSON | None, ip: str | None) -> str:
+    side = side or {}
+    ns = side.get("namespace")
+    wl = side.get("workloads")
+    if ns and isinstance(wl, list) and wl and isinstance(wl[0], dict) and wl[0].get("name"):
+        return f"{ns}/{wl[0]['name']}"
+    if ns and side.get("pod_name"):
+        return f"{ns}/{side['pod_name']}"
+    labels = side.get("labels") or []
+    reserved = [s.split(":", 1)[1] for s in labels if isinstance(s, str) and s.startswith("reserved:")]
+    return reserved[0] if reserved else (ip or "?")
+
+
+def _apply(out: JSON, v: Verdict) -> None:
+    out["verdict"] = v.verdict
+    if v.drop_reason_desc:
+        out["drop_reason_desc"] = v.drop_reason_desc
+        out["drop_reason"] = DROP_REASON_CODES.get(v.drop_reason_desc, 0)
+    else:
+        out.pop("drop_reason_desc", None)
+        out.pop("drop_reason", None)
+    out["traffic_direction"] = v.traffic_direction
+    out["policy_match_type"] = {"L3_ONLY": 1, "L3_L4": 2, "L4_ONLY": 3, "ALL": 4, "L3_PROTO": 5, "PROTO_ONLY": 6}.get(v.policy_match_type, 0)
+    for key, refs in (
+        ("egress_allowed_by", v.egress.allowed_by), ("ingress_allowed_by", v.ingress.allowed_by),
+        ("egress_denied_by", v.egress.denied_by), ("ingress_denied_by", v.ingress.denied_by),
+    ):
+        if refs:
+            out[key] = _refs(refs)
+        else:
+            out.pop(key, None)
+    if v.l7 is not None and v.l7.verdict == DROPPED:
+        out["verdict"] = DROPPED
+        if v.l7.http_status and isinstance(out.get("l7"), dict):
+            out["l7"] = {**out["l7"], "type": "RESPONSE"}
+
+
+def replay(
+    engine: PolicyEngine,
+    sources: Iterable[str | Path],
+    *,
+    strict: bool = False,
+    on_bad: OnBadLine | None = None,
+    report: ReplayReport | None = None,
+) -> Iterator[ReplayedFlow]:
+    """Yield every input flow, in input order, with its predicted verdict."""
+    rep = report if report is not None else ReplayReport()
+    conns: dict[tuple[Any, ...], Verdict] = {}
+    for src in sources:
+        name = str(src)
+        try:
+            items = iter_raw(src, rep.stats, strict=strict, on_bad=on_bad)
+            for flow, _env, lineno in items:
+                yield _replay_one(engine, flow, conns, rep, name, lineno)
+        except FlowReadError:
+            raise
+
+
+def _replay_one(
+    engine: PolicyEngine, flow: JSON, conns: dict[tuple[Any, ...], Verdict], rep: ReplayReport,
+    file: str, lineno: int,
+) -> ReplayedFlow:
+    recorded = str(flow.get("verdict") or "")
+    out = dict(flow)
+    out["recorded_verdict"] = recorded
+    ips = flow.get("IP") or {}
+    sip, dip = ips.get("source"), ips.get("destination")
+    l4 = _l4(flow)
+    now = _time(flow)
+    l7 = flow.get("l7") if isinstance(flow.get("l7"), dict) else None
+    is_reply = bool(flow.get("is_reply"))
+    # DNS answers feed the FQDN cache if the new policies let the query through the proxy.
+    if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
+        dns = l7["dns"]
+        client = _peer(engine, flow.get("destination"), dip)
+        server = _peer(engine, flow.get("source"), sip)
+        answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
+        if client.endpoint is not None and dns.get("query") and l4 is not None:
+            q = decide(engine, Flow(client, server, l4[0], l4[1], DNSQuery(str(dns["query"]))))
+            ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
+            if ok and answer_ips:
+                engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
+            predicted = q.verdict if not (q.l7 and q.l7.verdict == DROPPED) else DROPPED
+            _apply(out, q)
+            return _count(rep, ReplayedFlow(out, recorded, predicted, q, "DNS response", file, lineno))
+    if l4 is None or not sip or not dip:
+        rep.unjudged += 1
+        return _count(rep, ReplayedFlow(out, recorded, recorded, None, "no IP/L4 to judge", file, lineno))
+    proto, sport, dport = l4
+    key = (proto, sip, sport, dip, dport)
+    rkey = (proto, dip, dport, sip, sport)
+    request = _request(flow)
+    if request is None:
+        known = conns.get(rkey) if is_reply else conns.get(key)
+        if known is None and is_reply:
+            known = conns.get(key)
+        if known is not None:
+            # conntrack: the connection's verdict; a reply of a dropped connection never happens.
+            predicted = known.verdict
+            if is_reply and predicted != DROPPED:
+                predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+            out["verdict"] = predicted
+            if predicted == DROPPED:
+                _apply(out, known)
+            return _count(rep, ReplayedFlow(out, recorded, predicted, None, "follows its connection", file, lineno))
+    if is_reply:
+        # A reply whose connection we never saw: judge the original direction.
+        src, dst = _peer(engine, flow.get("destination"), dip), _peer(engine, flow.get("source"), sip)
+        v = decide(engine, Flow(src, dst, proto, sport))
+        conns[rkey] = v
+    else:
+        src, dst = _peer(engine, flow.get("source"), sip), _peer(engine, flow.get("destination"), dip)
+        v = decide(engine, Flow(src, dst, proto, dport, request))
+        if request is None:
+            conns[key] = v
+    predicted = v.verdict
+    if v.l7 is not None and v.l7.verdict == DROPPED:
+        predicted = DROPPED
+    _apply(out, v)
+    if is_reply and predicted != DROPPED:
+        out["verdict"] = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+    rf = ReplayedFlow(out, recorded, predicted, v, "decided", file, lineno)
+    if v.verdict == AUDIT:
+        side = v.deciding
+        if is_reply:  # judged in the connection's original direction
+            g_key = (
+                workload_of_flow_side(flow.get("destination"), dip), workload_of_flow_side(flow.get("source"), sip),
+                f"{sport}/{PROTO_NAMES.get(proto, proto)}",
+            )
+        else:
+            g_key = (
+                workload_of_flow_side(flow.get("source"), sip), workload_of_flow_side(flow.get("destination"), dip),
+                f"{dport}/{PROTO_NAMES.get(proto, proto)}",
+            )
+        g = rep.audit_groups.setdefault(g_key, AuditGroup(g_key))
+        g.count += 1
+        g.direction = v.traffic_direction
+        g.reason = side.audited_drop_reason or ""
+        if side.denied_by:
+            g.policies.update(str(r) for r in side.denied_by)
+        elif side.policy is not None:
+            g.policies.update(str(r.origin.ref) for r in side.policy.rules if r.default_deny)
+    return _count(rep, rf)
+
+
+def _count(rep: ReplayReport, rf: ReplayedFlow) -> ReplayedFlow:
+    rep.by_verdict[rf.predicted] = rep.by_verdict.get(rf.predicted, 0) + 1
+    if rf.changed and len(rep.changed) < 100_000:
+        rep.changed.append(rf)
+    return rf
