@@ -23,3 +23,9 @@ run trace --cluster "$seed/cluster.yaml" --policies "$seed/policies" \
 if [ "$status" -ne 1 ]; then echo "expected exit status 1 (dropped), got $status" >&2; exit 1; fi
 echo
 run matrix --cluster "$seed/cluster.yaml" --policies "$seed/policies" --dport 8080/TCP
+echo
+echo "# The seed's rollout, stage 3: replay a day of recorded flows with the stage-2 allow"
+echo "# policies plus default deny in audit mode. Only the nightly batch, left out of the"
+echo "# allow policies, shows AUDIT: that is what stage 4 would drop."
+run replay "$seed/flows.json" --cluster "$seed/cluster.yaml" \
+    --policies "$seed/rollout/payments-allow.yaml" --policies "$seed/policies/09-default-deny.yaml" --audit-mode

@@ -95,14 +95,24 @@ def emit(t: float, src: str | None, dst: str | None, proto: str, dport: int, *, 
         "destination": d["ep"] if d else WORLD,
         "Type": "L7" if l7 else "L3_L4",
         "node_name": node,
-        "event_type": {"type": 129} if l7 else {"type": 4, "sub_type": 3},
+        "event_type": {"type": 129} if l7 else {"type": 4},
         "traffic_direction": direction,
         "is_reply": reply,
     }
     if l7:
         f["l7"] = l7
+        if "dns" in l7:
+            q = l7["dns"]["query"]
+            f["Summary"] = f"DNS Query {q} A" if l7["type"] == "REQUEST" else f"DNS Answer \"{','.join(l7['dns']['ips'])}\" TTL: 300 (Proxy {q} A)"
+        else:
+            h = l7["http"]
+            f["Summary"] = f"{h['protocol']} {h['method']} {h['url']}"
     else:
         f["trace_observation_point"] = "TO_ENDPOINT"
+        if proto == "TCP":
+            f["Summary"] = "TCP Flags: " + ", ".join(k for k, v in l4[proto]["flags"].items() if v)
+        else:
+            f["Summary"] = proto
     out.append(orjson.dumps({"flow": f, "node_name": node, "time": f["time"]}))
 
 

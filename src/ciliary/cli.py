@@ -313,6 +313,43 @@ def matrix(
             out.print()
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def observe(ctx: typer.Context) -> None:
+    """Read, filter and print Hubble flows like `hubble observe`: ciliary observe FILE...
+    [filters] [-o compact|dict|json|jsonpb|table]. FILE '-' (or none) reads stdin.
+    Run `ciliary observe --help` for the filter flags."""
+    from ciliary.workflows.observe import run_observe_cli
+
+    if any(a in ("--help", "-h") for a in ctx.args):
+        out.print(OBSERVE_HELP, markup=False)
+        raise typer.Exit(0)
+    raise typer.Exit(run_observe_cli(list(ctx.args), sys.stdout, sys.stderr))
+
+
+OBSERVE_HELP = """Usage: ciliary observe FILE... [FLAGS]
+
+Read Hubble flows (hubble observe -o json / jsonpb lines, flow exporter files, .gz too;
+'-' or no FILE reads stdin), filter and print them exactly like `hubble observe`.
+
+Filters (values of one flag are ORed, different flags ANDed; --not negates the next flag):
+  --uuid, --node-name, --node-label, --[from-|to-]cluster, --protocol, --tcp-flags,
+  -t/--type TYPE[:SUBTYPE], --verdict, --drop-reason-desc, --http-status, --http-method,
+  --http-path, --http-url, --http-header, --trace-id, --ip-trace-id, --[from-|to-]fqdn,
+  --[from-|to-]ip (CIDRs too), --snat-ip, -4/-6/--ip-version, --[from-|to-]pod,
+  -n/--[from-|to-]namespace, -l/--[from-|to-]label, --[from-|to-]service,
+  --[from-|to-]port, --[from-|to-]workload, --[from-|to-]identity, --traffic-direction,
+  --interface, --encrypted/--unencrypted, --reply, --not, --allowlist/--denylist JSON
+Selection: --since, --until (RFC 3339 or relative, e.g. 1h), --first N, --last N, --all
+Output: -o compact|dict|json|jsonpb|table, --print-node-name, --time-format, --numeric,
+  --print-raw-filters
+Input: --strict (stop at the first bad line), --validate (type-check every flow)
+
+Exit status: 0, or 1 on bad arguments, a missing file or a bad line under --strict."""
+
+
 class ReplayOutput(StrEnum):
     text = "text"
     json = "json"

@@ -179,6 +179,8 @@ def diff_policies(
             if (a.predicted == DROPPED) == (b.predicted == DROPPED):
                 continue
             f = b.flow
+            if f.get("is_reply"):
+                continue  # a reply follows its connection, which is reported
             src, dst = f.get("source") or {}, f.get("destination") or {}
             ips = f.get("IP") or {}
             plabel = _port_label(f)

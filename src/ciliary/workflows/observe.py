@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 from ciliary.flows.codec import (
     BadLine,
@@ -57,6 +57,8 @@ __all__ = [
     "observe",
     "parse_observe_args",
     "raw_filters",
+    "raw_filters_yaml",
+    "run_observe_cli",
 ]
 
 
@@ -140,6 +142,17 @@ def raw_filters(options: ObserveOptions) -> tuple[list[FlowFilter], list[FlowFil
     """(allowlist, denylist) FlowFilters, as `hubble observe --print-raw-filters` shows them."""
     m = _matcher(options)
     return m.allow, m.deny
+
+
+def raw_filters_yaml(options: ObserveOptions) -> str:
+    """What `hubble observe --print-raw-filters` prints (YAML of FlowFilter JSON strings)."""
+    allow, deny = raw_filters(options)
+    out: list[str] = []
+    for key, filters in (("allowlist", allow), ("denylist", deny)):
+        if filters:
+            out.append(f"{key}:")
+            out += ["    - '" + f.to_json().replace("'", "''") + "'" for f in filters]
+    return "".join(line + "\n" for line in out) if out else "{}\n"
 
 
 def _check_selection(options: ObserveOptions) -> None:
@@ -295,6 +308,42 @@ def _run(
         yield from printer.finish()
     finally:
         sync()
+
+
+def run_observe_cli(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """`ciliary observe FILE... [flags]` end to end: parse hubble-style `argv`, print the
+    output lines to `out`, warnings (`file:line: reason` per bad line, then a summary) and
+    errors to `err`. Returns the exit code: 0, or 1 on bad arguments, unreadable files or a
+    bad line under `--strict`. With no FILE it reads stdin (`-`)."""
+
+    def warn(bad: BadLine) -> None:
+        err.write(f"warning: {bad}\n")
+
+    try:
+        req = parse_observe_args(argv)
+        if req.print_raw_filters:
+            out.write(raw_filters_yaml(req.options))
+            return 0
+        run = observe(
+            req.paths or ["-"],
+            req.options,
+            req.output,
+            on_bad=warn,
+        )
+        write = out.write
+        for line in run:
+            write(line)
+            write("\n")
+    except (ValueError, OSError) as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+    c = run.counts
+    if c.bad_lines:
+        err.write(
+            f"warning: skipped {c.bad_lines} bad line(s); {c.flows_read} flows read, "
+            f"{c.matched} matched\n"
+        )
+    return 0
 
 
 # ---- hubble-style argument parsing -------------------------------------------------------------
