@@ -24,7 +24,7 @@ from ciliary.identity.labels import LabelSet
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.kafka import KafkaRequest, kafka_api_key
 from ciliary.model.policy import PolicyRef
-from ciliary.policy.engine import PolicyEngine
+from ciliary.policy.engine import PolicyEngine, node_name, policy_key
 from ciliary.policy.ports import (
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -46,6 +46,7 @@ from ciliary.verdict.decide import (
 )
 
 JSON = dict[str, Any]
+_MAX_CONNECTIONS = 500_000
 _L4 = (("TCP", PROTO_TCP), ("UDP", PROTO_UDP), ("SCTP", PROTO_SCTP))
 
 
@@ -260,19 +261,48 @@ def replay(
     """Yield every input flow, in input order, with its predicted verdict."""
     rep = report if report is not None else ReplayReport()
     conns: dict[tuple[Any, ...], Verdict] = {}
+    vcache: dict[tuple[Any, ...], Verdict] = {}
     for src in sources:
         name = str(src)
         try:
             items = iter_raw(src, rep.stats, strict=strict, on_bad=on_bad)
             for flow, _env, lineno in items:
-                yield _replay_one(engine, flow, conns, rep, name, lineno)
+                yield _replay_one(engine, flow, conns, rep, name, lineno, vcache)
         except FlowReadError:
             raise
 
 
+def _side_key(engine: PolicyEngine, ep: Endpoint | None, peer_seen: int) -> tuple[Any, ...]:
+    if ep is None:
+        return (None, peer_seen)
+    node = node_name(ep)
+    return (policy_key(ep), engine.ipcache(node).host_identity.labels, engine.config.audit_for(ep.key), peer_seen)
+
+
+def _decide_cached(engine: PolicyEngine, flow: Flow, cache: dict[tuple[Any, ...], Verdict]) -> Verdict:
+    """Connections between the same identities on the same port get the same verdict: decide
+    once per (source side, destination side, protocol, port), as the policy map would."""
+    if flow.l7 is not None:
+        return decide(engine, flow)
+    s, d = flow.src.endpoint, flow.dst.endpoint
+    d_seen = engine.identity_seen_from(d, node_name(s) if s else None) if d is not None else (
+        engine.identity_of_ip(flow.dst.ip, node_name(s) if s else None) if flow.dst.ip else None)
+    s_seen = engine.identity_seen_from(s, node_name(d) if d else None) if s is not None else (
+        engine.identity_of_ip(flow.src.ip, node_name(d) if d else None) if flow.src.ip else None)
+    if d_seen is None or s_seen is None:
+        return decide(engine, flow)
+    key = (_side_key(engine, s, d_seen.id), _side_key(engine, d, s_seen.id), flow.proto, flow.dport)
+    v = cache.get(key)
+    if v is None:
+        v = decide(engine, flow)
+        if len(cache) < 500_000:
+            cache[key] = v
+    return v
+
+
 def _replay_one(
     engine: PolicyEngine, flow: JSON, conns: dict[tuple[Any, ...], Verdict], rep: ReplayReport,
-    file: str, lineno: int,
+    file: str, lineno: int, vcache: dict[tuple[Any, ...], Verdict],
 ) -> ReplayedFlow:
     recorded = str(flow.get("verdict") or "")
     out = dict(flow)
@@ -324,9 +354,13 @@ def _replay_one(
         conns[rkey] = v
     else:
         src, dst = _peer(engine, flow.get("source"), sip), _peer(engine, flow.get("destination"), dip)
-        v = decide(engine, Flow(src, dst, proto, dport, request))
+        v = _decide_cached(engine, Flow(src, dst, proto, dport, request), vcache)
         if request is None:
             conns[key] = v
+            if len(conns) > _MAX_CONNECTIONS:
+                # Forget the oldest connections, like conntrack garbage collection.
+                for old in list(conns)[: _MAX_CONNECTIONS // 10]:
+                    del conns[old]
     predicted = v.verdict
     if v.l7 is not None and v.l7.verdict == DROPPED:
         predicted = DROPPED

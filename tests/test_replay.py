@@ -1,0 +1,104 @@
+"""`ciliary replay`: predictions agree with `trace`, conntrack, bad input, output shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from ciliary.cli import app
+from ciliary.policy.config import AgentConfig
+from ciliary.workflows.engine import build_engine
+from ciliary.workflows.replay import ReplayReport, replay
+from ciliary.workflows.trace import trace
+
+SEED = Path(__file__).parent.parent / "examples" / "seed"
+CLUSTER = SEED / "cluster.yaml"
+FLOWS = SEED / "flows.json"
+TIGHT = [SEED / "rollout" / "payments-allow.yaml", SEED / "policies" / "09-default-deny.yaml", SEED / "policies" / "02-allow-frontend-to-backend.yaml"]
+PROTO = {"TCP": 6, "UDP": 17}
+
+
+def _endpoint_name(side: dict[str, object], ip: str) -> str:
+    if side.get("pod_name"):
+        return f"{side['namespace']}/{side['pod_name']}"
+    return ip
+
+
+def test_replay_predicts_exactly_the_drops_trace_predicts() -> None:
+    # The flows were recorded with no policy (all FORWARDED); replay them under a tightened
+    # set and check every new connection against `trace` for the same connection.
+    recorded = list(replay(build_engine(CLUSTER, [], AgentConfig(enable_policy="never")), [FLOWS]))
+    assert {rf.predicted for rf in recorded} <= {"FORWARDED", "REDIRECTED"}
+    engine = build_engine(CLUSTER, TIGHT, AgentConfig())
+    fresh = build_engine(CLUSTER, TIGHT, AgentConfig())
+    checked = drops = 0
+    answers: dict[str, list[tuple[str, list[str]]]] = {}  # pod -> DNS answers seen so far
+    for rf in replay(engine, [FLOWS]):
+        f = rf.flow
+        dns = (f.get("l7") or {}).get("dns")
+        if dns and dns.get("ips"):
+            answers.setdefault(_endpoint_name(f["destination"], ""), []).append((dns["query"].rstrip("."), dns["ips"]))
+        if f.get("is_reply") or f.get("l7") or rf.reason != "decided":
+            continue
+        (proto, l4), = f["l4"].items()
+        ips = f["IP"]
+        src = _endpoint_name(f["source"], ips["source"])
+        # trace gets the same DNS history through --resolve.
+        v, _ = trace(fresh, src, _endpoint_name(f["destination"], ips["destination"]), PROTO[proto], l4["destination_port"], None, answers.get(src, []))
+        assert (v.verdict == "DROPPED") == (rf.predicted == "DROPPED"), (rf.file, rf.line)
+        assert v.drop_reason_desc == f.get("drop_reason_desc")
+        checked += 1
+        drops += rf.predicted == "DROPPED"
+    assert checked > 100 and drops > 10
+
+
+def test_replies_and_repeated_observations_follow_their_connection() -> None:
+    engine = build_engine(CLUSTER, TIGHT, AgentConfig())
+    flows = list(replay(engine, [FLOWS]))
+    for a, b in zip(flows, flows[1:], strict=False):
+        if b.flow.get("is_reply") and not b.flow.get("l7") and not a.flow.get("l7") and a.flow["IP"]["source"] == b.flow["IP"]["destination"]:
+            assert (a.predicted == "DROPPED") == (b.predicted == "DROPPED")
+            assert b.reason == "follows its connection"
+
+
+def test_output_flows_keep_input_order_and_recorded_verdict() -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["replay", str(FLOWS), "--cluster", str(CLUSTER), *sum((["--policies", str(p)] for p in TIGHT), []), "-o", "json"])
+    assert res.exit_code == 0, res.output
+    lines = [orjson.loads(x) for x in res.stdout.splitlines()]
+    src = [orjson.loads(x) for x in FLOWS.read_bytes().splitlines()]
+    assert len(lines) == len(src)
+    assert [x["flow"]["uuid"] for x in lines] == [x["flow"]["uuid"] for x in src]
+    assert all(x["flow"]["recorded_verdict"] == y["flow"]["verdict"] for x, y in zip(lines, src, strict=True))
+    dropped = [x["flow"] for x in lines if x["flow"]["verdict"] == "DROPPED" and not x["flow"].get("is_reply")]
+    assert dropped and all(d["drop_reason_desc"] in ("POLICY_DENIED", "POLICY_DENY") for d in dropped)
+    assert any(d.get("egress_denied_by") or d.get("traffic_direction") for d in dropped)
+
+
+@pytest.fixture
+def corrupt(tmp_path: Path) -> Path:
+    lines = FLOWS.read_bytes().splitlines()[:10]
+    lines.insert(3, b'{"flow": {"time": ')  # truncated JSON
+    lines.insert(6, b'{"node_status": {"state": "NODE_CONNECTED"}}')  # not a flow: skipped, counted
+    p = tmp_path / "corrupt.json"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    return p
+
+
+def test_bad_lines_are_reported_with_file_and_line_and_skipped(corrupt: Path) -> None:
+    engine = build_engine(CLUSTER, TIGHT, AgentConfig())
+    rep = ReplayReport()
+    out = list(replay(engine, [corrupt], report=rep))
+    assert len(out) == 10 and rep.stats.bad == 1 and rep.stats.non_flow == 1
+    assert str(rep.stats.bad_lines[0]).startswith(f"{corrupt}:4:")
+    res = CliRunner().invoke(app, ["replay", str(corrupt), "--cluster", str(CLUSTER)])
+    assert res.exit_code == 0 and "10 flows replayed (1 bad line(s) skipped, 1 non-flow line(s) skipped)" in res.stdout
+
+
+def test_strict_stops_at_the_first_bad_line(corrupt: Path) -> None:
+    res = CliRunner().invoke(app, ["replay", str(corrupt), "--cluster", str(CLUSTER), "--strict"])
+    assert res.exit_code == 1
+    assert f"{corrupt}:4:" in res.output
