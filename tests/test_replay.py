@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -58,7 +59,7 @@ def test_replay_predicts_exactly_the_drops_trace_predicts() -> None:
 def test_replies_and_repeated_observations_follow_their_connection() -> None:
     engine = build_engine(CLUSTER, TIGHT, AgentConfig())
     flows = list(replay(engine, [FLOWS]))
-    for a, b in zip(flows, flows[1:], strict=False):
+    for a, b in pairwise(flows):
         if b.flow.get("is_reply") and not b.flow.get("l7") and not a.flow.get("l7") and a.flow["IP"]["source"] == b.flow["IP"]["destination"]:
             assert (a.predicted == "DROPPED") == (b.predicted == "DROPPED")
             assert b.reason == "follows its connection"
@@ -66,7 +67,7 @@ def test_replies_and_repeated_observations_follow_their_connection() -> None:
 
 def test_output_flows_keep_input_order_and_recorded_verdict() -> None:
     runner = CliRunner()
-    res = runner.invoke(app, ["replay", str(FLOWS), "--cluster", str(CLUSTER), *sum((["--policies", str(p)] for p in TIGHT), []), "-o", "json"])
+    res = runner.invoke(app, ["replay", str(FLOWS), "--cluster", str(CLUSTER), *[x for p in TIGHT for x in ("--policies", str(p))], "-o", "json"])
     assert res.exit_code == 0, res.output
     lines = [orjson.loads(x) for x in res.stdout.splitlines()]
     src = [orjson.loads(x) for x in FLOWS.read_bytes().splitlines()]
