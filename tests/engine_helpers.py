@@ -212,3 +212,20 @@ def ccnp(name: str, spec: str) -> str:
 def knp(name: str, spec: str, ns: str = "app") -> str:
     body = "\n".join("  " + ln for ln in spec.strip("\n").splitlines())
     return f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{body}\n"
+
+
+# --- Layer 7 (tests/test_engine_l7.py, test_engine_fqdn.py, test_seed_examples.py) ---------
+
+REDIRECTED = "REDIRECTED"
+
+
+def l7_verdict(eng: PolicyEngine, src: str, dst: str, l4: str, request: Any) -> Verdict:
+    """Decide src -> dst on `l4` for a connection carrying one L7 request
+    (`HTTPRequest`, `KafkaRequest` or `DNSQuery`); `request=None` is the bare connection."""
+    proto, port = parse_l4(l4)
+    return decide(eng, Flow(resolve_peer(eng, src), resolve_peer(eng, dst), proto, port, request))
+
+
+def l7_outcome(v: Verdict) -> tuple[str, str | None, str | None]:
+    """(flow verdict, drop reason, the proxy's verdict or None when nothing reached a proxy)."""
+    return v.verdict, v.drop_reason_desc, (v.l7.verdict if v.l7 is not None else None)

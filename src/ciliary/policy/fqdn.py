@@ -5,7 +5,8 @@ Time is passed in explicitly (seconds); `now=None` means "no time has passed", w
 `ciliary trace --resolve` needs. Options keep Cilium's names:
 `tofqdns-min-ttl` (default 0: honour the answer's TTL), `tofqdns-endpoint-max-ip-per-hostname`
 (default 1000, newest Helm default; the oldest IPs are evicted first),
-`tofqdns-idle-connection-grace-period` (default 0 s: expired names stay usable this long).
+`tofqdns-idle-connection-grace-period` (default 0 s: an expired name stays usable this long
+after the last connection to its IP; IPs never connected to expire with their TTL).
 """
 
 from __future__ import annotations
@@ -26,6 +27,20 @@ class FQDNCache:
     max_ips_per_hostname: int = 1000
     grace_period: float = 0.0
     _names: dict[str, _Name] = field(default_factory=dict)
+    # ip -> time of the last connection seen to it: only IPs with a connection are kept past
+    # their TTL by the grace period (pkg/fqdn/cache.go isConnectionAlive; the conntrack GC
+    # marks IPs alive until gcStart + tofqdns-idle-connection-grace-period).
+    _connections: dict[str, float] = field(default_factory=dict)
+
+    def mark_connection(self, ip: str, now: float | None) -> None:
+        if now is not None:
+            self._connections[ip] = max(now, self._connections.get(ip, now))
+
+    def _valid(self, ip: str, expires: float, now: float | None) -> bool:
+        if now is None or expires > now:
+            return True
+        seen = self._connections.get(ip)
+        return seen is not None and seen + self.grace_period > now
 
     def update(self, name: str, ips: list[str], ttl: int, now: float | None) -> None:
         entry = self._names.setdefault(name, _Name())
@@ -42,7 +57,7 @@ class FQDNCache:
         out = []
         for name, entry in self._names.items():
             exp = entry.ips.get(ip)
-            if exp is not None and (now is None or exp + self.grace_period > now):
+            if exp is not None and self._valid(ip, exp, now):
                 out.append(name)
         return out
 
@@ -50,7 +65,7 @@ class FQDNCache:
         entry = self._names.get(name)
         if entry is None:
             return []
-        return [ip for ip, exp in entry.ips.items() if now is None or exp + self.grace_period > now]
+        return [ip for ip, exp in entry.ips.items() if self._valid(ip, exp, now)]
 
     def as_dict(self, now: float | None = None) -> dict[str, list[str]]:
         return {n: self.lookup(n, now) for n in sorted(self._names) if self.lookup(n, now)}

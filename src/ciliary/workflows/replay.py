@@ -364,6 +364,8 @@ def _replay_one(
     predicted = v.verdict
     if v.l7 is not None and v.l7.verdict == DROPPED:
         predicted = DROPPED
+    if predicted != DROPPED and not is_reply and src.endpoint is not None and dst.endpoint is None and src.endpoint.key in engine.fqdn_caches:
+        engine.fqdn_caches[src.endpoint.key].mark_connection(dip, now)
     _apply(out, v)
     if is_reply and predicted != DROPPED:
         out["verdict"] = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
