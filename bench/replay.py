@@ -33,12 +33,15 @@ measurement, from wait4):
   (process start, engine build and JSON output included);
 * observe: `observe([file], --namespace NS --verdict DROPPED, -o compact)` written to /dev/null.
 
+plain, replay and observe run `--repeat` times (default 2), interleaved; the fastest run counts
+(the machine's other load only ever slows a run down). The CLI runs once.
+
 Targets: replay loop time <= 2x the plain parse time; observe <= 1.5x; streaming: the memory the
 replay loop adds to the process (peak RSS minus RSS after the engine build) at most a quarter of
 the file size (the absolute peaks are printed too).
 
 `--profile replay|observe` runs one file (`--file l4|l7`) in-process under cProfile and prints
-the top `--top` functions (by `--sort`, cumulative or tottime).
+the top `--top` functions (`--sort` cumulative, tottime or both).
 """
 
 from __future__ import annotations
@@ -971,9 +974,14 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
-def measure_file(kind: str, path: str, meta: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+def measure_file(kind: str, path: str, meta: dict[str, Any], repeat: int) -> list[tuple[str, str, str, bool]]:
     size = os.path.getsize(path)
-    plain = child("plain", path, meta)
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "replay": [], "observe": []}
+    for _ in range(repeat):  # interleaved, so that a slow spell of the machine hits all modes alike
+        for mode, results in runs.items():
+            results.append(child(mode, path, meta))
+    best = {mode: min(results, key=lambda r: r["seconds"]) for mode, results in runs.items()}
+    plain, rep, obs = best["plain"], best["replay"], best["observe"]
     n = plain["flows"]
     print(f"\n== {Path(path).name}: {n:,} flows, {fmt_b(size)} ({size / max(n, 1):.0f} B/line)", flush=True)
 
@@ -981,13 +989,17 @@ def measure_file(kind: str, path: str, meta: dict[str, Any]) -> list[tuple[str, 
         print(f"  {label:<34} {fmt_s(seconds):>9}  {flows / seconds:>11,.0f} flows/s  maxrss {fmt_b(rss):>9}  {extra}",
               flush=True)
 
-    row("plain orjson parse (baseline)", plain["seconds"], n, plain["wait4_maxrss"])
-    rep = child("replay", path, meta)
+    def spread(mode: str) -> str:
+        xs = [r["seconds"] for r in runs[mode]]
+        return f"best of {len(xs)}: {', '.join(fmt_s(x) for x in xs)}" if len(xs) > 1 else ""
+
+    row("plain orjson parse (baseline)", plain["seconds"], n, plain["wait4_maxrss"], spread("plain"))
     print(f"  {'engine build (once, not in loop)':<34} {fmt_s(rep['build_s']):>9}  "
           f"{'':>18}  maxrss {fmt_b(rep['rss_build']):>9}  (process before build: {fmt_b(rep['rss_start'])})", flush=True)
     rx = rep["seconds"] / plain["seconds"]
     row("replay in-process (loop)", rep["seconds"], rep["flows"], rep["wait4_maxrss"],
-        f"{rx:.2f}x plain; gc {fmt_s(rep['gc_s'])}; loop grew RSS by {fmt_b(rep['maxrss'] - rep['rss_build'])}")
+        f"{rx:.2f}x plain; {spread('replay')}")
+    print(f"  {'':<34} gc {fmt_s(rep['gc_s'])}; the loop grew RSS by {fmt_b(rep['maxrss'] - rep['rss_build'])}", flush=True)
     verdicts = ", ".join(f"{k} {v:,}" for k, v in rep["by_verdict"].items())
     print(f"  {'':<34} predicted: {verdicts}; changed {rep['changed']:,}; unjudged {rep['unjudged']:,}; "
           f"bad lines {rep['bad']}", flush=True)
@@ -997,11 +1009,10 @@ def measure_file(kind: str, path: str, meta: dict[str, Any]) -> list[tuple[str, 
     else:
         row("replay CLI -o json > /dev/null", cli["wall"], n, cli["maxrss"],
             f"{cli['wall'] / plain['seconds']:.2f}x plain (wall: start, build, output)")
-    obs = child("observe", path, meta)
     ox = obs["seconds"] / plain["seconds"]
     row(f"observe -n {meta['observe_ns']}", obs["seconds"], obs["flows"], obs["wait4_maxrss"],
-        f"{ox:.2f}x plain; {obs['matched']:,} matched")
-    print(f"  {'':<34} (--verdict DROPPED -o compact > /dev/null)")
+        f"{ox:.2f}x plain; {spread('observe')}")
+    print(f"  {'':<34} (--verdict DROPPED -o compact > /dev/null; {obs['matched']:,} matched)")
     growth = max(rep["maxrss"] - rep["rss_build"], 0)
     share = growth / size
     return [
@@ -1039,9 +1050,11 @@ def profile(args: argparse.Namespace, meta: dict[str, Any]) -> None:
             pass
         prof.disable()
     print(f"{args.profile} of {Path(path).name} under cProfile: {time.perf_counter() - t0:.2f} s")
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats(args.sort).print_stats(args.top)
-    print(buf.getvalue())
+    for order in (["cumulative", "tottime"] if args.sort == "both" else [args.sort]):
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats(order).print_stats(args.top)
+        print(f"-- top {args.top} by {order}")
+        print(buf.getvalue().split("\n\n", 1)[-1].strip("\n"), "\n")
 
 
 def main() -> int:
@@ -1049,9 +1062,10 @@ def main() -> int:
     ap.add_argument("--small", action="store_true", help="everything 10x smaller (quick check)")
     ap.add_argument("--seed", type=int, default=None, help="generator seed (default: bench/engine.py's)")
     ap.add_argument("--keep", metavar="DIR", help="write the generated files to DIR and keep them (reused if unchanged)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each in-process measurement (the best counts)")
     ap.add_argument("--profile", choices=["replay", "observe"], help="cProfile one loop in-process instead")
     ap.add_argument("--file", dest="profile_file", default="l4", help="l4 | l7 (with --profile)")
-    ap.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"], help="--profile order")
+    ap.add_argument("--sort", default="both", choices=["cumulative", "tottime", "both"], help="--profile order")
     ap.add_argument("--top", type=int, default=15, help="rows of the --profile listing")
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--cluster", help=argparse.SUPPRESS)
@@ -1096,7 +1110,7 @@ def main() -> int:
                   f"{fmt_b(g['bytes'])}, generated in {fmt_s(g['seconds'])}")
         targets: list[tuple[str, str, str, bool]] = []
         for kind in ("l4", "l7"):
-            targets += measure_file(kind, meta[kind], meta)
+            targets += measure_file(kind, meta[kind], meta, args.repeat)
         print("\n== targets")
         width = max(len(t[0]) for t in targets)
         for name, target, value, ok in targets:

@@ -484,4 +484,9 @@ def diff(
 
 
 def main() -> None:
+    import gc
+
+    # A short-lived process that builds many acyclic objects: collect rarely.
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 100)
     app()
