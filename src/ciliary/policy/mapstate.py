@@ -121,13 +121,14 @@ class PolicyMap:
     Lookups give the same answer as the expanded map (semantics §10.4) and are memoised.
     """
 
-    __slots__ = ("_by_port", "_cache", "_count", "_ranges", "direction")
+    __slots__ = ("_by_port", "_cache", "_count", "_cov", "_ranges", "direction")
 
     def __init__(self, direction: str) -> None:
         self.direction = direction
         self._by_port: dict[tuple[int, int], list[_RuleEntry]] = {}  # exact (proto, port)
         self._ranges: dict[int, list[_RuleEntry]] = {}  # proto -> prefixes < 16 (proto 0: any)
         self._cache: dict[tuple[int, int, int], Lookup] = {}
+        self._cov: dict[tuple[int, int], list[_RuleEntry]] = {}  # (proto, port) -> covering
         self._count = 0
 
     def insert(
@@ -165,14 +166,21 @@ class PolicyMap:
             lst.sort(key=lambda e: e.port.prefix, reverse=True)
         self._count += 1
         self._cache.clear()
+        self._cov.clear()
 
     def _covering(self, proto: int, port: int) -> list[_RuleEntry]:
-        """Rule entries whose port prefix covers (proto, port), most specific first."""
+        """Rule entries whose port prefix covers (proto, port), most specific first (the
+        same for every identity, so kept per port)."""
+        hit = self._cov.get((proto, port))
+        if hit is not None:
+            return hit
         out = list(self._by_port.get((proto, port), ()))
         for e in self._ranges.get(proto, ()):
             if e.port.covers(proto, port):
                 out.append(e)
         out.extend(self._ranges.get(PROTO_ANY, ()))
+        if len(self._cov) < 65_536:
+            self._cov[(proto, port)] = out
         return out
 
     def _merged(self, identity: int, port: PortPrefix, deny: bool, entries: list[_RuleEntry]) -> MapEntry:
