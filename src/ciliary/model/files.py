@@ -37,7 +37,7 @@ CACHE_VERSION = "1"
 # Parsing YAML runs at about 1 MB/s; a parsed file is kept (pickled, keyed by path, size,
 # mtime and content hash) so that repeated commands on the same snapshot start fast.
 # CILIARY_CACHE_DIR moves the cache; CILIARY_NO_CACHE=1 turns it off.
-_MIN_CACHED_SIZE = 256 * 1024
+_MIN_CACHED_SIZE = 16 * 1024
 
 
 def _cache_dir() -> Path | None:

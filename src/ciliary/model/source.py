@@ -233,6 +233,10 @@ def _parse_yaml(text: str, file: str) -> list[Document]:
         except RecursionError:
             b.issue((), node.start_mark.line + 1, "nesting too deep")
             value = None
+        finally:
+            # SafeConstructor remembers every node it built; forget them (memory, GC time).
+            _SCALAR.constructed_objects.clear()
+            _SCALAR.recursive_objects.clear()
         issues.extend(b.issues)
         if value is not None:
             docs.append(Document(file, i, value, b.lines))
