@@ -412,7 +412,7 @@ def replay(
     out.print(f"{s['flows']} flows replayed ({s['bad_lines']} bad line(s) skipped, {s['skipped_non_flow_lines']} non-flow line(s) skipped)", markup=False)
     for k, v in s["by_predicted_verdict"].items():
         out.print(f"  {k:<11} {v}", markup=False)
-    out.print(f"{len(rep.changed)} flow(s) change verdict against the recorded one:", markup=False)
+    out.print(f"{rep.changed_count} flow(s) change verdict against the recorded one:", markup=False)
     for rf in rep.changed[:50]:
         f = rf.flow
         src, dst = f.get("source") or {}, f.get("destination") or {}
@@ -425,8 +425,8 @@ def replay(
             f"{workload_of_flow_side(dst, ips.get('destination'))} {_port_label(f)}: {rf.recorded} -> {rf.predicted}",
             markup=False,
         )
-    if len(rep.changed) > 50:
-        out.print(f"  ... and {len(rep.changed) - 50} more (-o json for all)", markup=False)
+    if rep.changed_count > 50:
+        out.print(f"  ... and {rep.changed_count - 50} more (-o json for all)", markup=False)
     if rep.audit_groups:
         out.print("", markup=False)
         out.print("Audit: traffic the policies would drop (AUDIT verdicts):", markup=False)

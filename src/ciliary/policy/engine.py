@@ -109,6 +109,8 @@ class PolicyEngine:
         fqdn_selectors = [p.fqdn for e in entries for p in (e.peers or ()) if p.fqdn is not None]
         self._fqdn_matcher = DNSMatcher(fqdn_selectors)
         self.fqdn_caches: dict[str, FQDNCache] = {}
+        self._fqdn_ips: dict[str, dict[str, str | None]] = {}  # ip -> endpoint key -> node
+        self._policy_keys: dict[int, tuple[object, ...]] = {}
         # Pods that flows name but the snapshot lacks (replay); identities from flow labels.
         self.extra_endpoints: dict[str, Endpoint] = {}
         self._late_indexed: set[int] = set()
@@ -175,7 +177,7 @@ class PolicyEngine:
 
     def identity_of_ip(self, ip: str, observer: str | None, now: float | None = None) -> Identity:
         cache = self.ipcache(observer)
-        if self.fqdn_caches:
+        if self.fqdn_caches and ip in self._fqdn_ips:
             entry = cache.lookup_entry(ip)
             # Pods and nodes keep their identity; only world/CIDR addresses become fqdn ones.
             if entry is None or entry.identity.is_local:
@@ -199,12 +201,14 @@ class PolicyEngine:
     def learn_dns(self, ep: Endpoint, qname: str, ips: list[str], ttl: int, now: float | None) -> None:
         """An answer the DNS proxy let through for `ep` (only those feed the cache)."""
         self.fqdn_cache(ep).update(fqdn(qname), ips, ttl, now)
+        for ip in ips:
+            self._fqdn_ips.setdefault(ip, {})[ep.key] = node_name(ep)
 
     def _fqdn_identity(self, ip: str, observer: str | None, now: float | None) -> Identity | None:
         keys: list[str] = []
-        for ep in self.endpoints:
-            if ep.key in self.fqdn_caches and (observer is None or node_name(ep) == observer):
-                for name in self.fqdn_caches[ep.key].names_for(ip, now):
+        for key, node in self._fqdn_ips.get(ip, {}).items():
+            if observer is None or node == observer:
+                for name in self.fqdn_caches[key].names_for(ip, now):
                     keys.extend(k for k in self._fqdn_matcher.matching(name) if k not in keys)
         if not keys:
             return None
@@ -243,8 +247,16 @@ class PolicyEngine:
         return ids | {HOST} if host else ids - {HOST}
 
     # -- compilation ---------------------------------------------------------------
+    def compile_key(self, ep: Endpoint) -> tuple[object, ...]:
+        """What an endpoint's compiled policy depends on (memoised per endpoint object)."""
+        key = self._policy_keys.get(id(ep))
+        if key is None:
+            key = (*policy_key(ep), self.ipcache(node_name(ep)).host_identity.labels)
+            self._policy_keys[id(ep)] = key
+        return key
+
     def policy(self, ep: Endpoint) -> EndpointPolicy:
-        key = (*policy_key(ep), self.ipcache(node_name(ep)).host_identity.labels)
+        key = self.compile_key(ep)
         hit = self._compiled.get(key)
         if hit is None:
             hit = self._compile(ep)

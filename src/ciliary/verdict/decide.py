@@ -67,6 +67,7 @@ class Flow:
     proto: int
     dport: int  # destination port, or ICMP type for ICMP
     l7: L7Request | None = None  # one request carried by the connection
+    time: float | None = None  # seconds; decides which learned DNS names are still valid
 
     def describe(self) -> str:
         p = PROTO_NAMES.get(self.proto, str(self.proto))
@@ -279,8 +280,8 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
     """The verdict of a new connection (replies follow conntrack and are not re-checked)."""
     src_ep, dst_ep = flow.src.endpoint, flow.dst.endpoint
     # Identities as each side's node sees the other end.
-    dst_seen = _identity(engine, flow.dst, node_name(src_ep) if src_ep else None)
-    src_seen = _identity(engine, flow.src, node_name(dst_ep) if dst_ep else None)
+    dst_seen = _identity(engine, flow.dst, node_name(src_ep) if src_ep else None, flow.time)
+    src_seen = _identity(engine, flow.src, node_name(dst_ep) if dst_ep else None, flow.time)
     if src_ep is not None:
         egress = decide_side(engine, src_ep, EGRESS, dst_seen, flow.proto, flow.dport, flow.l7)
     else:
@@ -396,11 +397,11 @@ def check_l7(
     return v
 
 
-def _identity(engine: PolicyEngine, peer: FlowPeer, observer: str | None) -> Identity:
+def _identity(engine: PolicyEngine, peer: FlowPeer, observer: str | None, now: float | None = None) -> Identity:
     if peer.endpoint is not None:
         return engine.identity_seen_from(peer.endpoint, observer)
     assert peer.ip is not None
-    return engine.identity_of_ip(peer.ip, observer)
+    return engine.identity_of_ip(peer.ip, observer, now)
 
 
 def resolve_peer(engine: PolicyEngine, text: str) -> FlowPeer:

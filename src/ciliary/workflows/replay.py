@@ -24,7 +24,7 @@ from ciliary.identity.labels import LabelSet
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.kafka import KafkaRequest, kafka_api_key
 from ciliary.model.policy import PolicyRef
-from ciliary.policy.engine import PolicyEngine, node_name, policy_key
+from ciliary.policy.engine import PolicyEngine, node_name
 from ciliary.policy.ports import (
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -47,6 +47,7 @@ from ciliary.verdict.decide import (
 
 JSON = dict[str, Any]
 _MAX_CONNECTIONS = 500_000
+_MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
 _L4 = (("TCP", PROTO_TCP), ("UDP", PROTO_UDP), ("SCTP", PROTO_SCTP))
 
 
@@ -77,6 +78,7 @@ class ReplayReport:
     stats: ReadStats = field(default_factory=ReadStats)
     by_verdict: dict[str, int] = field(default_factory=dict)
     changed: list[ReplayedFlow] = field(default_factory=list)
+    changed_count: int = 0
     unjudged: int = 0
     # (source workload, destination, port/proto) -> count, policies
     audit_groups: dict[tuple[str, str, str], AuditGroup] = field(default_factory=dict)
@@ -85,7 +87,7 @@ class ReplayReport:
         return {
             "flows": self.stats.flows,
             "by_predicted_verdict": dict(sorted(self.by_verdict.items())),
-            "changed": len(self.changed),
+            "changed": self.changed_count,
             "unjudged": self.unjudged,
             "skipped_non_flow_lines": self.stats.non_flow,
             "bad_lines": self.stats.bad,
@@ -114,14 +116,23 @@ class AuditGroup:
         }
 
 
+_SECONDS: dict[str, float] = {}
+
+
 def _time(flow: JSON) -> float | None:
     t = flow.get("time")
     if not isinstance(t, str):
         return None
     try:
-        # Hubble writes nanoseconds; Python parses microseconds.
+        # Hubble writes nanoseconds; Python parses microseconds. Flows come in time order,
+        # so the whole-second part repeats: parse it once.
         head, _, frac = t.rstrip("Z").partition(".")
-        base = datetime.fromisoformat(head + "+00:00").timestamp()
+        base = _SECONDS.get(head)
+        if base is None:
+            base = datetime.fromisoformat(head + "+00:00").timestamp()
+            if len(_SECONDS) > 4096:
+                _SECONDS.clear()
+            _SECONDS[head] = base
         return base + (float("0." + frac) if frac else 0.0)
     except ValueError:
         return None
@@ -275,23 +286,21 @@ def replay(
 def _side_key(engine: PolicyEngine, ep: Endpoint | None, peer_seen: int) -> tuple[Any, ...]:
     if ep is None:
         return (None, peer_seen)
-    node = node_name(ep)
-    return (policy_key(ep), engine.ipcache(node).host_identity.labels, engine.config.audit_for(ep.key), peer_seen)
+    return (engine.compile_key(ep), engine.config.audit_for(ep.key), peer_seen)
 
 
 def _decide_cached(engine: PolicyEngine, flow: Flow, cache: dict[tuple[Any, ...], Verdict]) -> Verdict:
     """Connections between the same identities on the same port get the same verdict: decide
     once per (source side, destination side, protocol, port), as the policy map would."""
-    if flow.l7 is not None:
-        return decide(engine, flow)
     s, d = flow.src.endpoint, flow.dst.endpoint
     d_seen = engine.identity_seen_from(d, node_name(s) if s else None) if d is not None else (
-        engine.identity_of_ip(flow.dst.ip, node_name(s) if s else None) if flow.dst.ip else None)
+        engine.identity_of_ip(flow.dst.ip, node_name(s) if s else None, flow.time) if flow.dst.ip else None)
     s_seen = engine.identity_seen_from(s, node_name(d) if d else None) if s is not None else (
-        engine.identity_of_ip(flow.src.ip, node_name(d) if d else None) if flow.src.ip else None)
+        engine.identity_of_ip(flow.src.ip, node_name(d) if d else None, flow.time) if flow.src.ip else None)
     if d_seen is None or s_seen is None:
         return decide(engine, flow)
-    key = (_side_key(engine, s, d_seen.id), _side_key(engine, d, s_seen.id), flow.proto, flow.dport)
+    # L7 requests are part of the key (NamedTuples); the verdict of one request is shared.
+    key = (_side_key(engine, s, d_seen.id), _side_key(engine, d, s_seen.id), flow.proto, flow.dport, flow.l7)
     v = cache.get(key)
     if v is None:
         v = decide(engine, flow)
@@ -305,13 +314,14 @@ def _replay_one(
     file: str, lineno: int, vcache: dict[tuple[Any, ...], Verdict],
 ) -> ReplayedFlow:
     recorded = str(flow.get("verdict") or "")
-    out = dict(flow)
+    out = flow  # the reader's dict, ours to annotate in place
     out["recorded_verdict"] = recorded
     ips = flow.get("IP") or {}
     sip, dip = ips.get("source"), ips.get("destination")
     l4 = _l4(flow)
-    now = _time(flow)
     l7 = flow.get("l7") if isinstance(flow.get("l7"), dict) else None
+    # Time only matters once DNS answers have been learned (TTLs) or for a DNS answer.
+    now = _time(flow) if (engine.fqdn_caches or l7 is not None) else None
     is_reply = bool(flow.get("is_reply"))
     # DNS answers feed the FQDN cache if the new policies let the query through the proxy.
     if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
@@ -320,7 +330,7 @@ def _replay_one(
         server = _peer(engine, flow.get("source"), sip)
         answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
         if client.endpoint is not None and dns.get("query") and l4 is not None:
-            q = decide(engine, Flow(client, server, l4[0], l4[1], DNSQuery(str(dns["query"]))))
+            q = _decide_cached(engine, Flow(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now), vcache)
             ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
             if ok and answer_ips:
                 engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
@@ -350,11 +360,11 @@ def _replay_one(
     if is_reply:
         # A reply whose connection we never saw: judge the original direction.
         src, dst = _peer(engine, flow.get("destination"), dip), _peer(engine, flow.get("source"), sip)
-        v = decide(engine, Flow(src, dst, proto, sport))
+        v = _decide_cached(engine, Flow(src, dst, proto, sport, None, now), vcache)
         conns[rkey] = v
     else:
         src, dst = _peer(engine, flow.get("source"), sip), _peer(engine, flow.get("destination"), dip)
-        v = _decide_cached(engine, Flow(src, dst, proto, dport, request), vcache)
+        v = _decide_cached(engine, Flow(src, dst, proto, dport, request, now), vcache)
         if request is None:
             conns[key] = v
             if len(conns) > _MAX_CONNECTIONS:
@@ -395,6 +405,8 @@ def _replay_one(
 
 def _count(rep: ReplayReport, rf: ReplayedFlow) -> ReplayedFlow:
     rep.by_verdict[rf.predicted] = rep.by_verdict.get(rf.predicted, 0) + 1
-    if rf.changed and len(rep.changed) < 100_000:
-        rep.changed.append(rf)
+    if rf.recorded != rf.predicted and rf.changed:
+        rep.changed_count += 1
+        if len(rep.changed) < _MAX_KEPT_CHANGES:
+            rep.changed.append(rf)
     return rf
