@@ -36,7 +36,7 @@ from ciliary.cluster.model import (
     normalize_ip,
 )
 from ciliary.identity.podlabels import namespace_labels_with_name
-from ciliary.model.errors import LoadError, Path, ValidationIssue, format_path
+from ciliary.model.errors import LoadError, Path, ValidationIssue, format_path, type_name
 from ciliary.model.files import read_documents
 from ciliary.model.source import Document
 
@@ -202,7 +202,7 @@ class _Builder:
             if ns is None or ns == "":
                 ns = "default"  # what `kubectl apply` uses without a namespace
             if not isinstance(ns, str):
-                self.issue(w, ("metadata", "namespace"), f"namespace must be a string, got {_type(ns)} {_show(ns)}")
+                self.issue(w, ("metadata", "namespace"), f"namespace must be a string, got {type_name(ns)} {_show(ns)}")
                 return
             namespace = ns
         if not isinstance(name, str) or not name:
@@ -228,13 +228,13 @@ class _Builder:
         if value is None:
             return MappingProxyType({})
         if not isinstance(value, dict):
-            self.issue(w, path, f"labels must be a map of strings, got {_type(value)}")
+            self.issue(w, path, f"labels must be a map of strings, got {type_name(value)}")
             return MappingProxyType({})
         out: dict[str, str] = {}
         for k, v in value.items():
             if not isinstance(v, str):
                 hint = f' (quote it: "{_show(v)}")' if isinstance(v, bool | int | float) else ""
-                self.issue(w, (*path, k), f"label values must be strings, got {_type(v)} {_show(v)}{hint}")
+                self.issue(w, (*path, k), f"label values must be strings, got {type_name(v)} {_show(v)}{hint}")
                 continue
             out[str(k)] = v
         return MappingProxyType(out)
@@ -243,7 +243,7 @@ class _Builder:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.issue(w, path, f"must be an object, got {_type(value)}")
+            self.issue(w, path, f"must be an object, got {type_name(value)}")
             return {}
         return value
 
@@ -251,7 +251,7 @@ class _Builder:
         if value is None:
             return []
         if not isinstance(value, list):
-            self.issue(w, path, f"must be a list, got {_type(value)}")
+            self.issue(w, path, f"must be a list, got {type_name(value)}")
             return []
         return value
 
@@ -259,13 +259,13 @@ class _Builder:
         if value is None:
             return default
         if not isinstance(value, str):
-            self.issue(w, path, f"must be a string, got {_type(value)} {_show(value)}")
+            self.issue(w, path, f"must be a string, got {type_name(value)} {_show(value)}")
             return default
         return value
 
     def _ip(self, w: _Where, path: Path, value: Any) -> str | None:
         if not isinstance(value, str):
-            self.issue(w, path, f"must be an IP address, got {_type(value)} {_show(value)}")
+            self.issue(w, path, f"must be an IP address, got {type_name(value)} {_show(value)}")
             return None
         ip = normalize_ip(value)
         if ip is None:
@@ -634,30 +634,12 @@ def _digits(seed: str) -> str:
     return str(int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 10**8).zfill(8)
 
 
-def _type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _show(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return _type(value)
+        return type_name(value)
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."

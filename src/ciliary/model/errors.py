@@ -9,6 +9,25 @@ from typing import Any
 Path = tuple[str | int, ...]
 
 
+def type_name(value: Any) -> str:
+    """A value's type in YAML words, for messages (`got integer 8080`)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
 def format_path(path: Path) -> str:
     """`("spec", "egress", 1, "toPorts")` -> `spec.egress[1].toPorts`."""
     out = ""

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ciliary.model.cilium import CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy
-from ciliary.model.errors import LoadError, Path, ValidationIssue, format_path
+from ciliary.model.errors import LoadError, Path, ValidationIssue, format_path, type_name
 from ciliary.model.k8s import NetworkPolicy
 from ciliary.model.options import ValidationOptions
 from ciliary.model.policy import (
@@ -40,30 +40,12 @@ POLICY_KINDS: dict[str, tuple[str, type[BaseModel]]] = {
 LIST_KINDS = {"List"} | {f"{k}List" for k in POLICY_KINDS}
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _show(value: Any) -> str:
     if isinstance(value, str):
         text = value if len(value) <= 60 else value[:57] + "..."
         return json.dumps(text, ensure_ascii=False)
     if isinstance(value, (dict, list)):
-        return _type_name(value)
+        return type_name(value)
     text = (
         "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     )
@@ -148,9 +130,9 @@ def _message(err: Any, model: type[BaseModel]) -> str:
             msg += f' (did you mean "{close[0]}"?)'
         return msg
     got = (
-        f"got {_type_name(value)} {_show(value)}"
+        f"got {type_name(value)} {_show(value)}"
         if not isinstance(value, (dict, list))
-        else f"got {_type_name(value)}"
+        else f"got {type_name(value)}"
     )
     if kind == "string_type":
         hint = (
@@ -257,7 +239,7 @@ def load_policies(
                 )
 
             if not isinstance(value, dict):
-                issue((), f"a Kubernetes object must be a mapping, got {_type_name(value)}")
+                issue((), f"a Kubernetes object must be a mapping, got {type_name(value)}")
                 continue
             kind = value.get("kind")
             api_version = value.get("apiVersion")

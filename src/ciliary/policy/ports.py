@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ciliary.model.validate import ICMP_TYPES
+
 PROTO_ANY = 0
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -16,26 +18,9 @@ PROTO_NAMES = {v: k for k, v in PROTO_NUMBERS.items()} | {PROTO_ANY: "ANY"}
 # `ANY` (or empty) in toPorts means the transport protocols with ports, never ICMP.
 ANY_TRANSPORT = (PROTO_TCP, PROTO_UDP, PROTO_SCTP)
 
-# CamelCase ICMP message names accepted by Cilium (pkg/policy/api/icmp.go).
-ICMPV4_TYPES: dict[str, int] = {
-    "EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "Echo": 8, "EchoRequest": 8,
-    "RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11, "ParameterProblem": 12,
-    "Timestamp": 13, "TimestampReply": 14, "Photuris": 40, "ExtendedEchoRequest": 42,
-    "ExtendedEchoReply": 43,
-}
-ICMPV6_TYPES: dict[str, int] = {
-    "DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3, "ParameterProblem": 4,
-    "EchoRequest": 128, "EchoReply": 129, "MulticastListenerQuery": 130,
-    "MulticastListenerReport": 131, "MulticastListenerDone": 132, "RouterSolicitation": 133,
-    "RouterAdvertisement": 134, "NeighborSolicitation": 135, "NeighborAdvertisement": 136,
-    "RedirectMessage": 137, "RouterRenumbering": 138, "ICMPNodeInformationQuery": 139,
-    "ICMPNodeInformationResponse": 140, "InverseNeighborDiscoverySolicitation": 141,
-    "InverseNeighborDiscoveryAdvertisement": 142, "HomeAgentAddressDiscoveryRequest": 144,
-    "HomeAgentAddressDiscoveryReply": 145, "MobilePrefixSolicitation": 146,
-    "MobilePrefixAdvertisement": 147, "DuplicateAddressRequestCodeSuffix": 157,
-    "DuplicateAddressConfirmationCodeSuffix": 158, "ExtendedEchoRequest": 160,
-    "ExtendedEchoReply": 161,
-}
+# CamelCase ICMP message names accepted by Cilium (pkg/policy/api/icmp.go), per family.
+ICMPV4_TYPES: dict[str, int] = ICMP_TYPES["IPv4"]
+ICMPV6_TYPES: dict[str, int] = ICMP_TYPES["IPv6"]
 
 
 def icmp_type_number(family: str | None, value: int | str) -> int:
