@@ -2,39 +2,47 @@
 names/patterns (DNS proxy and `toFQDNs` selectors). Pure functions of the policy model and
 a request; no I/O. See the module docstrings for the Cilium sources followed."""
 
-from ciliary.l7.dns import (
-    DNSMatcher,
-    FQDNSelectorKey,
-    dns_proxy_regex,
-    fqdn,
-    fqdn_identity_label,
-    fqdn_selector_key,
-    match_name_regex,
-    match_pattern_regex,
-)
-from ciliary.l7.http import (
-    HTTP_DENY_BODY,
-    HTTP_DENY_STATUS,
-    HeaderAction,
-    HTTPDecision,
-    HTTPPolicy,
-    HTTPRequest,
-    HTTPRule,
-    LoggedHeader,
-    grpc_request,
-    http_policy,
-)
-from ciliary.l7.kafka import (
-    KAFKA_DENY_ERROR_CODE,
-    KAFKA_DENY_ERROR_NAME,
-    KafkaDecision,
-    KafkaPolicy,
-    KafkaRequest,
-    KafkaRule,
-    kafka_api_key,
-    kafka_api_key_name,
-    kafka_request,
-)
+import importlib
+from typing import Any
+
+# Submodules load on first use: `trace` without an L7 request never needs HTTP or Kafka.
+_LAZY: dict[str, str] = {
+    "DNSMatcher": "ciliary.l7.dns",
+    "FQDNSelectorKey": "ciliary.l7.dns",
+    "dns_proxy_regex": "ciliary.l7.dns",
+    "fqdn": "ciliary.l7.dns",
+    "fqdn_identity_label": "ciliary.l7.dns",
+    "fqdn_selector_key": "ciliary.l7.dns",
+    "match_name_regex": "ciliary.l7.dns",
+    "match_pattern_regex": "ciliary.l7.dns",
+    "HTTP_DENY_BODY": "ciliary.l7.http",
+    "HTTP_DENY_STATUS": "ciliary.l7.http",
+    "HeaderAction": "ciliary.l7.http",
+    "HTTPDecision": "ciliary.l7.http",
+    "HTTPPolicy": "ciliary.l7.http",
+    "HTTPRequest": "ciliary.l7.http",
+    "HTTPRule": "ciliary.l7.http",
+    "LoggedHeader": "ciliary.l7.http",
+    "grpc_request": "ciliary.l7.http",
+    "http_policy": "ciliary.l7.http",
+    "KAFKA_DENY_ERROR_CODE": "ciliary.l7.kafka",
+    "KAFKA_DENY_ERROR_NAME": "ciliary.l7.kafka",
+    "KafkaDecision": "ciliary.l7.kafka",
+    "KafkaPolicy": "ciliary.l7.kafka",
+    "KafkaRequest": "ciliary.l7.kafka",
+    "KafkaRule": "ciliary.l7.kafka",
+    "kafka_api_key": "ciliary.l7.kafka",
+    "kafka_api_key_name": "ciliary.l7.kafka",
+    "kafka_request": "ciliary.l7.kafka",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ciliary.l7' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "HTTP_DENY_BODY",

@@ -10,12 +10,14 @@ denied it (kind, namespace, name) as in `egress_allowed_by` / `ingress_denied_by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+
+if TYPE_CHECKING:  # imported lazily at run time: only flows with a request need them
+    from ciliary.l7.http import HTTPRequest
+    from ciliary.l7.kafka import KafkaRequest
 
 from ciliary.identity.allocator import Identity
 from ciliary.l7.dns import DNSMatcher
-from ciliary.l7.http import HTTP_DENY_STATUS, HTTPPolicy, HTTPRequest
-from ciliary.l7.kafka import KAFKA_DENY_ERROR_CODE, KafkaPolicy, KafkaRequest
 from ciliary.model.cilium import L7Rules
 from ciliary.model.policy import PolicyRef
 from ciliary.policy.engine import DirectionPolicy, Endpoint, PolicyEngine, node_name
@@ -57,7 +59,7 @@ class DNSQuery(NamedTuple):
     qname: str
 
 
-L7Request = HTTPRequest | KafkaRequest | DNSQuery
+L7Request: TypeAlias = "HTTPRequest | KafkaRequest | DNSQuery"
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,9 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
 
 
 def _l7_type(req: L7Request) -> str:
+    from ciliary.l7.http import HTTPRequest
+    from ciliary.l7.kafka import KafkaRequest
+
     if isinstance(req, HTTPRequest):
         return "http"
     if isinstance(req, KafkaRequest):
@@ -331,6 +336,9 @@ def _l7_type(req: L7Request) -> str:
 
 
 def _compiled(engine: PolicyEngine, rules: L7Rules, kind: str) -> Any:
+    from ciliary.l7.http import HTTPPolicy
+    from ciliary.l7.kafka import KafkaPolicy
+
     key = id(rules)
     hit = engine.l7_cache.get(key)
     if hit is None:
@@ -350,6 +358,9 @@ def check_l7(
 ) -> L7Verdict:
     """The proxy's decision (§6.3): the request is checked against the L7 rules of every rule
     allowing this peer and port; one allow without L7 rules lets every request through."""
+    from ciliary.l7.http import HTTP_DENY_STATUS, HTTPRequest
+    from ciliary.l7.kafka import KAFKA_DENY_ERROR_CODE, KafkaRequest
+
     kind = _l7_type(req)
     contributions = pol.policy_map.l7_contributions(peer, proto, port)
     allowed_by: list[PolicyRef] = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ciliary.l7.http import HTTPRequest
-from ciliary.l7.kafka import KafkaRequest, kafka_api_key
 from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_NUMBERS, icmp_type_number
 from ciliary.verdict.decide import (
@@ -81,6 +79,9 @@ def build_request(
     dns_query: str | None = None,
 ) -> L7Request | None:
     """The one L7 request a traced connection carries, from `ciliary trace` flags."""
+    from ciliary.l7.http import HTTPRequest
+    from ciliary.l7.kafka import KafkaRequest, kafka_api_key
+
     kinds = [http is not None, kafka_api_key_name is not None or kafka_role is not None or bool(kafka_topics), dns_query is not None]
     if sum(kinds) > 1:
         raise ValueError("give one kind of L7 request: --http, --kafka-*, or --dns-query")
