@@ -48,10 +48,9 @@ from ciliary.verdict.decide import (
 JSON = dict[str, Any]
 _MAX_CONNECTIONS = 500_000
 _MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
-_L4 = (("TCP", PROTO_TCP), ("UDP", PROTO_UDP), ("SCTP", PROTO_SCTP))
 
 
-@dataclass
+@dataclass(slots=True)
 class ReplayedFlow:
     """One input flow with the predicted verdict (`flow` is the output Hubble flow)."""
 
@@ -138,17 +137,24 @@ def _time(flow: JSON) -> float | None:
         return None
 
 
+_L4_PROTOS = {"TCP": PROTO_TCP, "UDP": PROTO_UDP, "SCTP": PROTO_SCTP}
+_ICMP_PROTOS = {"ICMPv4": PROTO_ICMP, "ICMPv6": PROTO_ICMPV6}
+
+
 def _l4(flow: JSON) -> tuple[int, int, int] | None:
     """(protocol, source port, destination port or ICMP type)."""
-    l4 = flow.get("l4") or {}
-    for name, num in _L4:
-        d = l4.get(name)
-        if isinstance(d, dict):
-            return num, int(d.get("source_port") or 0), int(d.get("destination_port") or 0)
-    for name, num in (("ICMPv4", PROTO_ICMP), ("ICMPv6", PROTO_ICMPV6)):
-        d = l4.get(name)
-        if isinstance(d, dict):
-            return num, 0, int(d.get("type") or 0)
+    l4 = flow.get("l4")
+    if not l4:
+        return None
+    for name, d in l4.items():  # one member (a oneof)
+        if type(d) is not dict:
+            continue
+        num = _L4_PROTOS.get(name)
+        if num is not None:
+            return num, d.get("source_port") or 0, d.get("destination_port") or 0
+        num = _ICMP_PROTOS.get(name)
+        if num is not None:
+            return num, 0, d.get("type") or 0
     return None
 
 
@@ -319,7 +325,9 @@ def _replay_one(
     ips = flow.get("IP") or {}
     sip, dip = ips.get("source"), ips.get("destination")
     l4 = _l4(flow)
-    l7 = flow.get("l7") if isinstance(flow.get("l7"), dict) else None
+    l7 = flow.get("l7")
+    if type(l7) is not dict:
+        l7 = None
     # Time only matters once DNS answers have been learned (TTLs) or for a DNS answer.
     now = _time(flow) if (engine.fqdn_caches or l7 is not None) else None
     is_reply = bool(flow.get("is_reply"))
@@ -343,7 +351,7 @@ def _replay_one(
     proto, sport, dport = l4
     key = (proto, sip, sport, dip, dport)
     rkey = (proto, dip, dport, sip, sport)
-    request = _request(flow)
+    request = _request(flow) if l7 is not None else None
     if request is None:
         known = conns.get(rkey) if is_reply else conns.get(key)
         if known is None and is_reply:
