@@ -414,17 +414,7 @@ def replay(
         out.print(f"  {k:<11} {v}", markup=False)
     out.print(f"{rep.changed_count} flow(s) change verdict against the recorded one:", markup=False)
     for rf in rep.changed[:50]:
-        f = rf.flow
-        src, dst = f.get("source") or {}, f.get("destination") or {}
-        ips = f.get("IP") or {}
-        from ciliary.workflows.diff import _port_label
-        from ciliary.workflows.replay import workload_of_flow_side
-
-        out.print(
-            f"  {rf.file}:{rf.line} {workload_of_flow_side(src, ips.get('source'))} -> "
-            f"{workload_of_flow_side(dst, ips.get('destination'))} {_port_label(f)}: {rf.recorded} -> {rf.predicted}",
-            markup=False,
-        )
+        out.print(f"  {rf.describe()}", markup=False)
     if rep.changed_count > 50:
         out.print(f"  ... and {rep.changed_count - 50} more (-o json for all)", markup=False)
     if rep.audit_groups:

@@ -17,7 +17,7 @@ from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
 from ciliary.cluster.model import Cluster
 from ciliary.identity.allocator import Identity
 from ciliary.identity.ipcache import IPCache
-from ciliary.identity.labels import SOURCE_CIDR, SOURCE_FQDN, SOURCE_K8S, Label, LabelSet
+from ciliary.identity.labels import SOURCE_FQDN, SOURCE_K8S, Label, LabelSet
 from ciliary.identity.reserved import HOST, REMOTE_NODE, reserved_label, world_label
 from ciliary.identity.selector import LabelIndex, Selector
 from ciliary.l7.dns import DNSMatcher, fqdn
@@ -356,10 +356,6 @@ class PolicyEngine:
             # allow-localhost: the local node may always reach its pods (health probes).
             pm.insert(HOST, ALL_PORTS, False, None)
         return DirectionPolicy(direction, rules, True, default_deny, pm, reason)
-
-
-def cidr_labels_of(identity: Identity) -> list[str]:
-    return [str(lb) for lb in identity.labels if lb.source == SOURCE_CIDR]
 
 
 def node_name(ep: Endpoint) -> str | None:

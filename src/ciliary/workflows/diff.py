@@ -17,7 +17,7 @@ from ciliary.cluster.endpoints import Endpoint
 from ciliary.policy.engine import PolicyEngine, policy_key
 from ciliary.policy.ports import PROTO_NAMES, PROTO_NUMBERS
 from ciliary.verdict.decide import DROPPED, Flow, FlowPeer, decide
-from ciliary.workflows.replay import ReplayReport, replay, workload_of_flow_side
+from ciliary.workflows.replay import ReplayReport, port_label, replay, workload_of_flow_side
 
 
 def workload_name(ep: Endpoint) -> str:
@@ -183,7 +183,7 @@ def diff_policies(
                 continue  # a reply follows its connection, which is reported
             src, dst = f.get("source") or {}, f.get("destination") or {}
             ips = f.get("IP") or {}
-            plabel = _port_label(f)
+            plabel = port_label(f)
             k = (workload_of_flow_side(src, ips.get("source")), workload_of_flow_side(dst, ips.get("destination")), plabel, a.predicted, b.predicted)
             c = changes.setdefault(k, FlowChange(*k))
             c.count += 1
@@ -191,14 +191,3 @@ def diff_policies(
                 c.policies.update(_policies(b.verdict))
         rep.flow_changes = sorted(changes.values(), key=lambda c: (c.new != DROPPED, c.source, c.destination, c.port))
     return rep
-
-
-def _port_label(f: dict[str, Any]) -> str:
-    l4 = f.get("l4") or {}
-    for name in ("TCP", "UDP", "SCTP"):
-        if isinstance(l4.get(name), dict):
-            return f"{l4[name].get('destination_port', 0)}/{name}"
-    for name in ("ICMPv4", "ICMPv6"):
-        if isinstance(l4.get(name), dict):
-            return f"{name} type {l4[name].get('type', 0)}"
-    return "?"

@@ -66,6 +66,26 @@ class ReplayedFlow:
     def changed(self) -> bool:
         return _norm(self.recorded) != _norm(self.predicted)
 
+    def describe(self) -> str:
+        """`file:line source -> destination port: recorded -> predicted`, by workload."""
+        f = self.flow
+        ips = f.get("IP") or {}
+        src = workload_of_flow_side(f.get("source"), ips.get("source"))
+        dst = workload_of_flow_side(f.get("destination"), ips.get("destination"))
+        return f"{self.file}:{self.line} {src} -> {dst} {port_label(f)}: {self.recorded} -> {self.predicted}"
+
+
+def port_label(f: JSON) -> str:
+    """`8080/TCP`, or `ICMPv4 type 8`, of a flow's destination."""
+    l4 = f.get("l4") or {}
+    for name in ("TCP", "UDP", "SCTP"):
+        if isinstance(l4.get(name), dict):
+            return f"{l4[name].get('destination_port', 0)}/{name}"
+    for name in ("ICMPv4", "ICMPv6"):
+        if isinstance(l4.get(name), dict):
+            return f"{name} type {l4[name].get('type', 0)}"
+    return "?"
+
 
 def _norm(v: str) -> str:
     # REDIRECTED and FORWARDED both deliver the packet; TRACED/TRANSLATED are not policy events.
