@@ -10,7 +10,9 @@ tie goes to the peer's own entry.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ciliary.policy.ports import PROTO_ANY, PortPrefix
 from ciliary.policy.rules import RuleOrigin
@@ -27,8 +29,8 @@ MATCH_L3_PROTO = "L3_PROTO"
 MATCH_PROTO_ONLY = "PROTO_ONLY"
 
 
-@dataclass(frozen=True, order=True)
-class PolicyKey:
+class PolicyKey(NamedTuple):
+    # A NamedTuple: one is made per looked-up identity, and a tuple is built far faster.
     direction: str
     identity: int
     port: PortPrefix
@@ -47,7 +49,7 @@ class L7Contribution:
     rules: object | None  # ciliary.model.cilium.L7Rules
 
 
-@dataclass
+@dataclass(slots=True)
 class MapEntry:
     key: PolicyKey
     deny: bool
@@ -71,8 +73,7 @@ class MapEntry:
         return MATCH_L4_ONLY if wild else MATCH_L3_L4
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(NamedTuple):
     """Result of one policy-map lookup; `entry` None means no entry covered the key."""
 
     entry: MapEntry | None
@@ -96,7 +97,7 @@ class _RuleEntry:
     rule selecting thousands of identities costs one reference, not thousands of keys.
     """
 
-    __slots__ = ("auth", "contribution", "deny", "ids", "origin", "port")
+    __slots__ = ("auth", "contribution", "deny", "ids", "origin", "pkey", "port", "spec")
 
     def __init__(
         self, ids: frozenset[int] | None, port: PortPrefix, deny: bool, origin: RuleOrigin | None,
@@ -108,9 +109,80 @@ class _RuleEntry:
         self.origin = origin
         self.auth = auth
         self.contribution = contribution
+        self.spec = (32 if port.proto != PROTO_ANY else 0) + port.prefix  # PortPrefix.specificity as one int
+        self.pkey = (port.proto << 24) | (port.port << 8) | port.prefix  # compares faster than PortPrefix
 
     def selects(self, identity: int) -> bool:
         return self.ids is None or identity in self.ids
+
+
+def _merge(m: MapEntry, entries: list[_RuleEntry]) -> MapEntry:
+    """Merge rule entries of one key into its map entry like Cilium: origins and L7
+    contributions collected, the strongest auth requirement kept."""
+    for e in entries:
+        if e.origin is not None and e.origin not in m.origins:
+            m.origins.append(e.origin)
+        if not m.deny:
+            if e.auth and (m.auth is None or e.auth > m.auth):
+                m.auth = e.auth
+            if e.contribution is not None and e.contribution not in m.contributions:
+                m.contributions.append(e.contribution)
+    return m
+
+
+class _PortView:
+    """Everything one (protocol, port) needs for a lookup, computed once per port.
+
+    The wildcard-peer entries covering the port give the same answer to every identity, so
+    it is made once (`wild`). The peer's own entries become one scan list in precedence
+    order (denies, then allows unless a wildcard deny already covers the port, each most
+    specific first): the first item selecting the identity decides, and whether it beats
+    the wildcard answer (more specific, or as specific: the peer's own key wins) is known in
+    advance. An own key made by one rule entry has its merged entry ready; only keys that
+    several rule entries share are merged per identity.
+    """
+
+    __slots__ = ("_own", "covering", "scan", "templates", "wild")
+
+    def __init__(self, direction: str, covering: list[_RuleEntry]) -> None:
+        self.covering = covering
+        wild_deny = next((e for e in covering if e.ids is None and e.deny), None)
+        wild_allow = next((e for e in covering if e.ids is None and not e.deny), None)
+        best = wild_deny or wild_allow
+        if best is None:
+            self.wild = _NO_ENTRY
+        else:
+            same = [e for e in covering if e.ids is None and e.pkey == best.pkey and e.deny == best.deny]
+            self.wild = Lookup(_merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, best.port), best.deny), same))
+        own = [e for e in covering if e.ids is not None and e.deny]
+        if wild_deny is None:
+            own += [e for e in covering if e.ids is not None and not e.deny]
+        # (ids, index, beats the wildcard answer, merged entry if the key has one rule entry)
+        self.scan: list[tuple[frozenset[int], int, bool, MapEntry | None]] = []
+        for i, e in enumerate(own):
+            assert e.ids is not None
+            wild = wild_deny if e.deny else wild_allow
+            wins = wild is None or e.spec >= wild.spec
+            shared = any(o.pkey == e.pkey and o.deny == e.deny for o in own if o is not e)
+            single = None if shared else _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, e.port), e.deny), [e])
+            self.scan.append((e.ids, i, wins, single))
+        self._own = own
+        self.templates: dict[tuple[_RuleEntry, ...], MapEntry] = {}
+
+    def own(self, direction: str, identity: int, i: int) -> Lookup:
+        """The peer's key that own entry i (its first in precedence) is on, with every own
+        rule entry of that port and kind that selects the peer merged into it."""
+        own = self._own
+        best = own[i]
+        pkey, deny = best.pkey, best.deny
+        # Entries of one port prefix and kind are adjacent (ordered by specificity).
+        sig = tuple(e for e in own[i:] if e.pkey == pkey and e.deny == deny and e.ids is not None and identity in e.ids)
+        t = self.templates.get(sig)
+        if t is None:
+            t = _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, best.port), deny), list(sig))
+            if len(self.templates) < 4096:
+                self.templates[sig] = t
+        return Lookup(MapEntry(PolicyKey(direction, identity, best.port), deny, t.origins, t.auth, t.contributions))
 
 
 class PolicyMap:
@@ -121,14 +193,16 @@ class PolicyMap:
     Lookups give the same answer as the expanded map (semantics §10.4) and are memoised.
     """
 
-    __slots__ = ("_by_port", "_cache", "_count", "_cov", "_ranges", "direction")
+    __slots__ = ("_by_port", "_cache", "_count", "_ranges", "_segments", "_views", "direction")
 
     def __init__(self, direction: str) -> None:
         self.direction = direction
         self._by_port: dict[tuple[int, int], list[_RuleEntry]] = {}  # exact (proto, port)
         self._ranges: dict[int, list[_RuleEntry]] = {}  # proto -> prefixes < 16 (proto 0: any)
         self._cache: dict[int, Lookup] = {}
-        self._cov: dict[tuple[int, int], list[_RuleEntry]] = {}  # (proto, port) -> covering
+        self._views: dict[int, _PortView] = {}  # proto << 16 | port -> its view
+        # proto -> (segment starts, views): ports between range boundaries share a view
+        self._segments: dict[int, tuple[list[int], list[_PortView | None]]] = {}
         self._count = 0
 
     def insert(
@@ -166,76 +240,77 @@ class PolicyMap:
             lst.sort(key=lambda e: e.port.prefix, reverse=True)
         self._count += 1
         self._cache.clear()
-        self._cov.clear()
+        self._views.clear()
+        self._segments.clear()
+
+    def _view(self, proto: int, port: int) -> _PortView:
+        """The rule entries covering (proto, port), most specific first, and their split.
+
+        Ports without entries of their own share the view of the port-range segment they
+        fall in (ports between two range bounds are covered by the same ranges), so a lookup
+        on a new port of a wide range builds nothing."""
+        pp = (proto << 16) | port
+        view = self._views.get(pp)
+        if view is not None:
+            return view
+        segs = self._segments.get(proto)
+        if segs is None:
+            bounds = {0}
+            for e in self._ranges.get(proto, ()):
+                bounds.add(e.port.port)
+                if e.port.end < 65535:
+                    bounds.add(e.port.end + 1)
+            segs = self._segments[proto] = (sorted(bounds), [None] * len(bounds))
+        starts, seg_views = segs
+        i = bisect_right(starts, port) - 1
+        seg = seg_views[i]
+        if seg is None:
+            first = starts[i]
+            out = [e for e in self._ranges.get(proto, ()) if e.port.covers(proto, first)]
+            out.extend(self._ranges.get(PROTO_ANY, ()))
+            seg = seg_views[i] = _PortView(self.direction, out)
+        exact = self._by_port.get((proto, port))
+        view = _PortView(self.direction, exact + seg.covering) if exact else seg
+        if len(self._views) < 65_536:
+            self._views[pp] = view
+        return view
 
     def _covering(self, proto: int, port: int) -> list[_RuleEntry]:
-        """Rule entries whose port prefix covers (proto, port), most specific first (the
-        same for every identity, so kept per port)."""
-        hit = self._cov.get((proto, port))
-        if hit is not None:
-            return hit
-        out = list(self._by_port.get((proto, port), ()))
-        for e in self._ranges.get(proto, ()):
-            if e.port.covers(proto, port):
-                out.append(e)
-        out.extend(self._ranges.get(PROTO_ANY, ()))
-        if len(self._cov) < 65_536:
-            self._cov[(proto, port)] = out
-        return out
+        return self._view(proto, port).covering
 
     def _merged(self, identity: int, port: PortPrefix, deny: bool, entries: list[_RuleEntry]) -> MapEntry:
         """The map entry of key (identity, port): every rule entry for it merged like Cilium."""
         own = identity != WILDCARD_IDENTITY
-        m = MapEntry(PolicyKey(self.direction, identity, port), deny)
-        for e in entries:
-            if e.port != port or e.deny != deny or (e.ids is None) == own:
-                continue
-            if own and e.ids is not None and identity not in e.ids:
-                continue
-            if e.origin is not None and e.origin not in m.origins:
-                m.origins.append(e.origin)
-            if not deny:
-                if e.auth and (m.auth is None or e.auth > m.auth):
-                    m.auth = e.auth
-                if e.contribution is not None and e.contribution not in m.contributions:
-                    m.contributions.append(e.contribution)
-        return m
+        same = [
+            e for e in entries
+            if e.port == port and e.deny == deny and (e.ids is not None) == own and (not own or identity in (e.ids or ()))
+        ]
+        return _merge(MapEntry(PolicyKey(self.direction, identity, port), deny), same)
 
     def lookup(self, identity: int, proto: int, port: int) -> Lookup:
-        key = (identity << 24) | (proto << 16) | port  # an int hashes faster than a tuple
+        pp = (proto << 16) | port
+        key = (identity << 24) | pp  # an int hashes faster than a tuple
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        result = self._lookup(identity, proto, port)
+        view = self._views.get(pp)
+        if view is None:
+            view = self._view(proto, port)
+        result = view.wild
+        for ids, i, wins, single in view.scan:
+            if identity in ids:
+                if wins:
+                    if single is not None:
+                        result = Lookup(MapEntry(
+                            PolicyKey(self.direction, identity, single.key.port), single.deny,
+                            single.origins, single.auth, single.contributions,
+                        ))
+                    else:
+                        result = view.own(self.direction, identity, i)
+                break
         if len(self._cache) < 200_000:
             self._cache[key] = result
         return result
-
-    def _lookup(self, identity: int, proto: int, port: int) -> Lookup:
-        covering = self._covering(proto, port)
-        deny_own = deny_any = allow_own = allow_any = None
-        for e in covering:
-            if e.ids is None:
-                if e.deny:
-                    deny_any = deny_any or e
-                else:
-                    allow_any = allow_any or e
-            elif identity in e.ids:
-                if e.deny:
-                    deny_own = deny_own or e
-                else:
-                    allow_own = allow_own or e
-        # A deny covering the key removed every allow it covers (mapstate insertion rules).
-        if deny_own is not None or deny_any is not None:
-            if deny_own is not None and (deny_any is None or deny_own.port.specificity >= deny_any.port.specificity):
-                return Lookup(self._merged(identity, deny_own.port, True, covering))
-            assert deny_any is not None
-            return Lookup(self._merged(WILDCARD_IDENTITY, deny_any.port, True, covering))
-        if allow_own is not None and (allow_any is None or allow_own.port.specificity >= allow_any.port.specificity):
-            return Lookup(self._merged(identity, allow_own.port, False, covering))
-        if allow_any is not None:
-            return Lookup(self._merged(WILDCARD_IDENTITY, allow_any.port, False, covering))
-        return _NO_ENTRY
 
     def l7_contributions(self, identity: int, proto: int, port: int) -> list[L7Contribution]:
         """Every allow rule covering (identity, proto, port), own and wildcard-peer (§6.3):
