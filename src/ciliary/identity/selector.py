@@ -358,7 +358,7 @@ class LabelIndex:
 
     Gives the same answer as `[i for i, ls in items if selector.matches(ls)]`, but costs a
     few dict lookups and set operations per requirement instead of one match per item.
-    Results are cached per selector until `add` changes the index.
+    Results are cached per selector; `add` updates the cached ones it changes.
     """
 
     def __init__(self, items: Mapping[int, LabelSet] | Iterable[tuple[int, LabelSet]] = ()) -> None:
@@ -377,7 +377,10 @@ class LabelIndex:
     def add(self, ident: int, labels: LabelSet) -> None:
         if ident in self._items:
             raise ValueError(f"id {ident} is already indexed")
-        self._cache.clear()
+        # A new identity changes a selection only by joining it: update the cached ones.
+        for sel, ids in list(self._cache.items()):
+            if sel.matches(labels):
+                self._cache[sel] = ids | {ident}
         self._items[ident] = labels
         self._all.add(ident)
         for lb in labels:

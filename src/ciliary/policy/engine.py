@@ -49,6 +49,7 @@ class DirectionPolicy:
     default_deny: bool
     policy_map: PolicyMap
     reason: str  # why enforced or not, for trace
+    selectors: tuple[Selector, ...] = ()  # the peer selectors the map was built from
 
     def lookup(self, identity: int, proto: int, port: int) -> Lookup:
         return self.policy_map.lookup(identity, proto, port)
@@ -110,6 +111,7 @@ class PolicyEngine:
         self._fqdn_matcher = DNSMatcher(fqdn_selectors)
         self.fqdn_caches: dict[str, FQDNCache] = {}
         self._fqdn_ips: dict[str, dict[str, str | None]] = {}  # ip -> endpoint key -> node
+        self._fqdn_identities: dict[tuple[str, frozenset[str]], Identity] = {}  # (ip, selector keys) ->
         self._policy_keys: dict[int, tuple[object, ...]] = {}
         # Pods that flows name but the snapshot lacks (replay); identities from flow labels.
         self.extra_endpoints: dict[str, Endpoint] = {}
@@ -212,12 +214,15 @@ class PolicyEngine:
                     keys.extend(k for k in self._fqdn_matcher.matching(name) if k not in keys)
         if not keys:
             return None
-        net = ipaddress.ip_network(ip)
-        labels = LabelSet(
-            [*(Label(SOURCE_FQDN, k, "") for k in keys), Label.cidr(net), world_label(net.version, self.allocator.dual_stack)]
-        )
-        ident = self.allocator.allocate(labels)
-        self.add_identity(ident)
+        memo = (ip, frozenset(keys))
+        ident = self._fqdn_identities.get(memo)
+        if ident is None:
+            net = ipaddress.ip_network(ip)
+            labels = LabelSet(
+                [*(Label(SOURCE_FQDN, k, "") for k in keys), Label.cidr(net), world_label(net.version, self.allocator.dual_stack)]
+            )
+            ident = self._fqdn_identities[memo] = self.allocator.allocate(labels)
+            self.add_identity(ident)
         return ident
 
     def add_identity(self, ident: Identity) -> None:
@@ -225,7 +230,21 @@ class PolicyEngine:
         if ident.id not in self._late_indexed and ident.id not in self._initial_ids:
             self._late_indexed.add(ident.id)
             self.index.add(ident.id, ident.labels)
-            self._compiled.clear()  # selectors now select one more identity
+            # Policies with a selector that selects the newcomer are compiled again (their
+            # maps hold the old identity sets); the others are unaffected, as in Cilium's
+            # selector cache, where only the matching selectors notify their users.
+            matches: dict[Selector, bool] = {}
+            stale = []
+            for key, pol in self._compiled.items():
+                for sel in (*pol.ingress.selectors, *pol.egress.selectors):
+                    hit = matches.get(sel)
+                    if hit is None:
+                        hit = matches[sel] = sel.matches(ident.labels)
+                    if hit:
+                        stale.append(key)
+                        break
+            for key in stale:
+                del self._compiled[key]
 
     def identity_seen_from(self, ep: Endpoint, observer: str | None) -> Identity:
         """An endpoint's identity as another node's datapath sees it."""
@@ -316,6 +335,7 @@ class PolicyEngine:
             return DirectionPolicy(direction, rules, False, False, pm, reason)
         node = node_name(ep)
         requires = [s for r in rules for s in r.requires]
+        used: list[Selector] = []
         for r in rules:
             if r.selects_nothing:
                 continue
@@ -331,6 +351,7 @@ class PolicyEngine:
                         (*sel.match_labels, *(m for q in requires for m in q.match_labels)),
                         (*sel.expressions, *(x for q in requires for x in q.expressions)),
                     )
+                used.append(sel)
                 sets.append(self._select(sel, node))
             ids: frozenset[int] | None
             if wildcard:
@@ -355,7 +376,7 @@ class PolicyEngine:
         if direction == INGRESS and not ep.is_host and self.config.localhost_always:
             # allow-localhost: the local node may always reach its pods (health probes).
             pm.insert(HOST, ALL_PORTS, False, None)
-        return DirectionPolicy(direction, rules, True, default_deny, pm, reason)
+        return DirectionPolicy(direction, rules, True, default_deny, pm, reason, tuple(dict.fromkeys(used)))
 
 
 def node_name(ep: Endpoint) -> str | None:

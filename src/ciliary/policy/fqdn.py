@@ -31,6 +31,7 @@ class FQDNCache:
     # their TTL by the grace period (pkg/fqdn/cache.go isConnectionAlive; the conntrack GC
     # marks IPs alive until gcStart + tofqdns-idle-connection-grace-period).
     _connections: dict[str, float] = field(default_factory=dict)
+    _by_ip: dict[str, dict[str, None]] = field(default_factory=dict)  # ip -> names (ordered)
 
     def mark_connection(self, ip: str, now: float | None) -> None:
         if now is not None:
@@ -48,15 +49,18 @@ class FQDNCache:
         for ip in ips:
             entry.ips.pop(ip, None)
             entry.ips[ip] = expires
+            self._by_ip.setdefault(ip, {})[name] = None
         while len(entry.ips) > self.max_ips_per_hostname:
             oldest = min(entry.ips, key=lambda i: entry.ips[i])
             del entry.ips[oldest]
+            self._by_ip[oldest].pop(name, None)
 
     def names_for(self, ip: str, now: float | None) -> list[str]:
         """Names that resolved to `ip` and are still valid at `now`."""
         out = []
-        for name, entry in self._names.items():
-            exp = entry.ips.get(ip)
+        names = self._names
+        for name in self._by_ip.get(ip, ()):
+            exp = names[name].ips.get(ip)
             if exp is not None and self._valid(ip, exp, now):
                 out.append(name)
         return out

@@ -9,7 +9,7 @@ denied it (kind, namespace, name) as in `egress_allowed_by` / `ingress_denied_by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 if TYPE_CHECKING:  # imported lazily at run time: only flows with a request need them
@@ -288,15 +288,52 @@ def decide(engine: PolicyEngine, flow: Flow) -> Verdict:
         egress = decide_side(engine, src_ep, EGRESS, dst_seen, flow.proto, flow.dport, flow.l7)
     else:
         egress = SideVerdict(EGRESS, None, dst_seen, reason="source is not a managed endpoint")
-    egress_l7_denied = egress.l7 is not None and egress.l7.verdict == DROPPED
-    if dst_ep is not None and egress.verdict != DROPPED and not egress_l7_denied:
+    if dst_ep is not None and _passes(egress):
         ingress = decide_side(engine, dst_ep, INGRESS, src_seen, flow.proto, flow.dport, flow.l7)
-    elif dst_ep is not None and egress_l7_denied:
-        ingress = SideVerdict(INGRESS, dst_ep.key, src_seen, reason="not reached: the request was denied by the egress proxy")
-    elif dst_ep is not None:
-        ingress = SideVerdict(INGRESS, dst_ep.key, src_seen, reason="not reached: dropped at egress")
     else:
-        ingress = SideVerdict(INGRESS, None, src_seen, reason="destination is not a managed endpoint")
+        ingress = _not_reached(flow, egress, src_seen)
+    return _combine(flow, egress, ingress, src_seen, dst_seen)
+
+
+def decide_request(engine: PolicyEngine, base: Verdict, request: L7Request) -> Verdict:
+    """The verdict of one request on a connection whose L3/L4 verdict is `base` (decided
+    without a request): the same as `decide` with the request, without deciding L3/L4 again.
+    Only the sides that redirect to the proxy check the request."""
+    flow = base.flow
+    if flow.l7 is not None:
+        raise ValueError("the base verdict must be decided without a request")
+    rflow = replace(flow, l7=request)
+    if not (base.egress.redirected or base.ingress.redirected):
+        return replace(base, flow=rflow)
+    egress, ingress = base.egress, base.ingress
+    if egress.redirected and egress.policy is not None and egress.peer_identity is not None:
+        egress = replace(egress, l7=check_l7(
+            engine, egress.policy, EGRESS, egress.peer_identity.id, flow.proto, flow.dport, request))
+    assert base.src_identity is not None and base.dst_identity is not None
+    if flow.dst.endpoint is not None and _passes(egress):
+        if ingress.redirected and ingress.policy is not None and ingress.peer_identity is not None:
+            ingress = replace(ingress, l7=check_l7(
+                engine, ingress.policy, INGRESS, ingress.peer_identity.id, flow.proto, flow.dport, request))
+    else:
+        ingress = _not_reached(rflow, egress, base.src_identity)
+    return _combine(rflow, egress, ingress, base.src_identity, base.dst_identity)
+
+
+def _passes(egress: SideVerdict) -> bool:
+    """The packet gets past the source's egress (policy and proxy) to the destination."""
+    return egress.verdict != DROPPED and not (egress.l7 is not None and egress.l7.verdict == DROPPED)
+
+
+def _not_reached(flow: Flow, egress: SideVerdict, src_seen: Identity) -> SideVerdict:
+    dst_ep = flow.dst.endpoint
+    if dst_ep is None:
+        return SideVerdict(INGRESS, None, src_seen, reason="destination is not a managed endpoint")
+    if egress.verdict != DROPPED:
+        return SideVerdict(INGRESS, dst_ep.key, src_seen, reason="not reached: the request was denied by the egress proxy")
+    return SideVerdict(INGRESS, dst_ep.key, src_seen, reason="not reached: dropped at egress")
+
+
+def _combine(flow: Flow, egress: SideVerdict, ingress: SideVerdict, src_seen: Identity, dst_seen: Identity) -> Verdict:
     if egress.verdict == DROPPED:
         verdict, deciding, direction = DROPPED, egress, "EGRESS"
     elif ingress.verdict == DROPPED:

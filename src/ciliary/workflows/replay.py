@@ -19,7 +19,7 @@ from typing import Any
 
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.cluster.model import Pod
-from ciliary.flows.codec import FlowReadError, OnBadLine, ReadStats, iter_raw
+from ciliary.flows.codec import OnBadLine, ReadStats, iter_raw
 from ciliary.identity.labels import LabelSet
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.kafka import KafkaRequest, kafka_api_key
@@ -43,6 +43,7 @@ from ciliary.verdict.decide import (
     L7Request,
     Verdict,
     decide,
+    decide_request,
 )
 
 JSON = dict[str, Any]
@@ -263,30 +264,6 @@ def workload_of_flow_side(side: JSON | None, ip: str | None) -> str:
     return reserved[0] if reserved else (ip or "?")
 
 
-def _apply(out: JSON, v: Verdict) -> None:
-    out["verdict"] = v.verdict
-    if v.drop_reason_desc:
-        out["drop_reason_desc"] = v.drop_reason_desc
-        out["drop_reason"] = DROP_REASON_CODES.get(v.drop_reason_desc, 0)
-    else:
-        out.pop("drop_reason_desc", None)
-        out.pop("drop_reason", None)
-    out["traffic_direction"] = v.traffic_direction
-    out["policy_match_type"] = {"L3_ONLY": 1, "L3_L4": 2, "L4_ONLY": 3, "ALL": 4, "L3_PROTO": 5, "PROTO_ONLY": 6}.get(v.policy_match_type, 0)
-    for key, refs in (
-        ("egress_allowed_by", v.egress.allowed_by), ("ingress_allowed_by", v.ingress.allowed_by),
-        ("egress_denied_by", v.egress.denied_by), ("ingress_denied_by", v.ingress.denied_by),
-    ):
-        if refs:
-            out[key] = _refs(refs)
-        else:
-            out.pop(key, None)
-    if v.l7 is not None and v.l7.verdict == DROPPED:
-        out["verdict"] = DROPPED
-        if v.l7.http_status and isinstance(out.get("l7"), dict):
-            out["l7"] = {**out["l7"], "type": "RESPONSE"}
-
-
 def replay(
     engine: PolicyEngine,
     sources: Iterable[str | Path],
@@ -295,120 +272,230 @@ def replay(
     on_bad: OnBadLine | None = None,
     report: ReplayReport | None = None,
 ) -> Iterator[ReplayedFlow]:
-    """Yield every input flow, in input order, with its predicted verdict."""
+    """Yield every input flow, in input order, with its predicted verdict.
+
+    The output flow is the reader's dict annotated in place; flows decided the same way
+    share their `*_allowed_by`/`*_denied_by` lists, so treat them as read-only.
+    """
     rep = report if report is not None else ReplayReport()
-    conns: dict[tuple[Any, ...], Verdict] = {}
-    vcache: dict[tuple[Any, ...], Verdict] = {}
+    state = _Replayer(engine, rep)
+    one = state.one
     for src in sources:
         name = str(src)
-        try:
-            items = iter_raw(src, rep.stats, strict=strict, on_bad=on_bad)
-            for flow, _env, lineno in items:
-                yield _replay_one(engine, flow, conns, rep, name, lineno, vcache)
-        except FlowReadError:
-            raise
+        for flow, _env, lineno in iter_raw(src, rep.stats, strict=strict, on_bad=on_bad):
+            yield one(flow, name, lineno)
 
 
-def _side_key(engine: PolicyEngine, ep: Endpoint | None, peer_seen: int) -> tuple[Any, ...]:
-    if ep is None:
-        return (None, peer_seen)
-    return (engine.compile_key(ep), engine.config.audit_for(ep.key), peer_seen)
+_MATCH_TYPE_CODES = {"L3_ONLY": 1, "L3_L4": 2, "L4_ONLY": 3, "ALL": 4, "L3_PROTO": 5, "PROTO_ONLY": 6}
+_POLICY_KEYS = ("egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by")
 
 
-def _decide_cached(engine: PolicyEngine, flow: Flow, cache: dict[tuple[Any, ...], Verdict]) -> Verdict:
-    """Connections between the same identities on the same port get the same verdict: decide
-    once per (source side, destination side, protocol, port), as the policy map would."""
-    s, d = flow.src.endpoint, flow.dst.endpoint
-    d_seen = engine.identity_seen_from(d, node_name(s) if s else None) if d is not None else (
-        engine.identity_of_ip(flow.dst.ip, node_name(s) if s else None, flow.time) if flow.dst.ip else None)
-    s_seen = engine.identity_seen_from(s, node_name(d) if d else None) if s is not None else (
-        engine.identity_of_ip(flow.src.ip, node_name(d) if d else None, flow.time) if flow.src.ip else None)
-    if d_seen is None or s_seen is None:
-        return decide(engine, flow)
-    # L7 requests are part of the key (NamedTuples); the verdict of one request is shared.
-    key = (_side_key(engine, s, d_seen.id), _side_key(engine, d, s_seen.id), flow.proto, flow.dport, flow.l7)
-    v = cache.get(key)
-    if v is None:
-        v = decide(engine, flow)
-        if len(cache) < 500_000:
-            cache[key] = v
-    return v
+class _Replayer:
+    """The state of one replay: connections, decisions and the peers and keys behind them.
 
+    Only the first flow of a connection is decided; the rest follow it, so the per-flow
+    path is kept short: the peers of a (namespace, pod, IP) and the decision of a
+    (source side, destination side, protocol, port) are each worked out once.
+    """
 
-def _replay_one(
-    engine: PolicyEngine, flow: JSON, conns: dict[tuple[Any, ...], Verdict], rep: ReplayReport,
-    file: str, lineno: int, vcache: dict[tuple[Any, ...], Verdict],
-) -> ReplayedFlow:
-    recorded = str(flow.get("verdict") or "")
-    out = flow  # the reader's dict, ours to annotate in place
-    out["recorded_verdict"] = recorded
-    ips = flow.get("IP") or {}
-    sip, dip = ips.get("source"), ips.get("destination")
-    l4 = _l4(flow)
-    l7 = flow.get("l7")
-    if type(l7) is not dict:
-        l7 = None
-    # Time only matters once DNS answers have been learned (TTLs) or for a DNS answer.
-    now = _time(flow) if (engine.fqdn_caches or l7 is not None) else None
-    is_reply = bool(flow.get("is_reply"))
-    # DNS answers feed the FQDN cache if the new policies let the query through the proxy.
-    if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
-        dns = l7["dns"]
-        client = _peer(engine, flow.get("destination"), dip)
-        server = _peer(engine, flow.get("source"), sip)
-        answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
-        if client.endpoint is not None and dns.get("query") and l4 is not None:
-            q = _decide_cached(engine, Flow(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now), vcache)
-            ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
-            if ok and answer_ips:
-                engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
-            predicted = q.verdict if not (q.l7 and q.l7.verdict == DROPPED) else DROPPED
-            _apply(out, q)
-            return _count(rep, ReplayedFlow(out, recorded, predicted, q, "DNS response", file, lineno))
-    if l4 is None or not sip or not dip:
-        rep.unjudged += 1
-        return _count(rep, ReplayedFlow(out, recorded, recorded, None, "no IP/L4 to judge", file, lineno))
-    proto, sport, dport = l4
-    key = (proto, sip, sport, dip, dport)
-    rkey = (proto, dip, dport, sip, sport)
-    request = _request(flow) if l7 is not None else None
-    if request is None:
-        known = conns.get(rkey) if is_reply else conns.get(key)
-        if known is None and is_reply:
-            known = conns.get(key)
-        if known is not None:
-            # conntrack: the connection's verdict; a reply of a dropped connection never happens.
-            predicted = known.verdict
-            if is_reply and predicted != DROPPED:
-                predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-            out["verdict"] = predicted
-            if predicted == DROPPED:
-                _apply(out, known)
-            return _count(rep, ReplayedFlow(out, recorded, predicted, None, "follows its connection", file, lineno))
-    if is_reply:
-        # A reply whose connection we never saw: judge the original direction.
-        src, dst = _peer(engine, flow.get("destination"), dip), _peer(engine, flow.get("source"), sip)
-        v = _decide_cached(engine, Flow(src, dst, proto, sport, None, now), vcache)
-        conns[rkey] = v
-    else:
-        src, dst = _peer(engine, flow.get("source"), sip), _peer(engine, flow.get("destination"), dip)
-        v = _decide_cached(engine, Flow(src, dst, proto, dport, request, now), vcache)
-        if request is None:
-            conns[key] = v
-            if len(conns) > _MAX_CONNECTIONS:
-                # Forget the oldest connections, like conntrack garbage collection.
-                for old in list(conns)[: _MAX_CONNECTIONS // 10]:
-                    del conns[old]
-    predicted = v.verdict
-    if v.l7 is not None and v.l7.verdict == DROPPED:
-        predicted = DROPPED
-    if predicted != DROPPED and not is_reply and src.endpoint is not None and dst.endpoint is None and src.endpoint.key in engine.fqdn_caches:
-        engine.fqdn_caches[src.endpoint.key].mark_connection(dip, now)
-    _apply(out, v)
-    if is_reply and predicted != DROPPED:
-        out["verdict"] = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-    rf = ReplayedFlow(out, recorded, predicted, v, "decided", file, lineno)
-    if v.verdict == AUDIT:
+    def __init__(self, engine: PolicyEngine, rep: ReplayReport) -> None:
+        self.engine = engine
+        self.rep = rep
+        self.conns: dict[tuple[Any, ...], Verdict] = {}
+        self.vcache: dict[tuple[Any, ...], Verdict] = {}  # L3/L4 verdicts
+        self.rcache: dict[tuple[Any, ...], Verdict] = {}  # DNS query verdicts
+        self.peers: dict[tuple[Any, ...], FlowPeer] = {}
+        self.ep_keys: dict[int, tuple[Endpoint, int]] = {}  # id(endpoint) -> (it, policy side key)
+        self.side_ids: dict[tuple[Any, ...], int] = {}
+        self.applied: dict[int, tuple[Verdict, JSON, tuple[str, ...]]] = {}
+        self.pairs: dict[tuple[int, int], tuple[FlowPeer, FlowPeer, tuple[int, int, int, int]]] = {}
+
+    # -- peers and decisions --------------------------------------------------------------
+    def peer(self, side: JSON | None, ip: str | None) -> FlowPeer:
+        side = side or {}
+        k = (side.get("namespace"), side.get("pod_name"), ip)
+        p = self.peers.get(k)
+        if p is None:
+            p = _peer(self.engine, side, ip)
+            if len(self.peers) > 200_000:
+                self.peers.clear()
+            self.peers[k] = p
+        return p
+
+    def side_key(self, ep: Endpoint | None) -> int:
+        """Endpoints with the same compiled policy and audit mode decide alike: one int."""
+        if ep is None:
+            return -1
+        hit = self.ep_keys.get(id(ep))
+        if hit is None:
+            k = (self.engine.compile_key(ep), self.engine.config.audit_for(ep.key))
+            hit = self.ep_keys[id(ep)] = (ep, self.side_ids.setdefault(k, len(self.side_ids)))
+        return hit[1]
+
+    def decide(
+        self, src: FlowPeer, dst: FlowPeer, proto: int, dport: int, request: L7Request | None, now: float | None,
+    ) -> Verdict:
+        """Connections between the same identities on the same port get the same verdict:
+        decide once per (source side, destination side, protocol, port), as the policy map
+        would."""
+        s, d = src.endpoint, dst.endpoint
+        pair = self.pairs.get((id(src), id(dst))) if s is not None and d is not None else None
+        if pair is not None and pair[0] is src and pair[1] is dst:
+            sides = pair[2]
+        else:
+            engine = self.engine
+            d_seen = engine.identity_seen_from(d, node_name(s) if s else None) if d is not None else (
+                engine.identity_of_ip(dst.ip, node_name(s) if s else None, now) if dst.ip else None)
+            s_seen = engine.identity_seen_from(s, node_name(d) if d else None) if s is not None else (
+                engine.identity_of_ip(src.ip, node_name(d) if d else None, now) if src.ip else None)
+            if d_seen is None or s_seen is None:
+                return decide(engine, Flow(src, dst, proto, dport, request, now))
+            sides = (self.side_key(s), d_seen.id, self.side_key(d), s_seen.id)
+            if s is not None and d is not None:
+                # Two endpoints see each other the same way all along (IPs may become FQDN
+                # identities as DNS answers arrive, so only endpoint pairs are kept).
+                if len(self.pairs) > 200_000:
+                    self.pairs.clear()
+                self.pairs[(id(src), id(dst))] = (src, dst, sides)
+        key = (sides, proto, dport)
+        v = self.vcache.get(key)
+        if v is None:
+            v = decide(self.engine, Flow(src, dst, proto, dport, None, now))
+            if len(self.vcache) < 500_000:
+                self.vcache[key] = v
+        if request is None or not (v.egress.redirected or v.ingress.redirected):
+            return v
+        # A request is checked by the proxy of each redirecting side. DNS names repeat, so
+        # their verdicts are kept; HTTP and Kafka requests rarely do (ids, paths).
+        if type(request) is DNSQuery:
+            rkey = (key, request)
+            r = self.rcache.get(rkey)
+            if r is None:
+                r = decide_request(self.engine, v, request)
+                if len(self.rcache) < 200_000:
+                    self.rcache[rkey] = r
+            return r
+        return decide_request(self.engine, v, request)
+
+    def apply(self, out: JSON, v: Verdict) -> None:
+        """Write the predicted verdict into the output flow (fields made once per verdict)."""
+        hit = self.applied.get(id(v))
+        if hit is None or hit[0] is not v:
+            hit = (v, *_annotations(v))
+            if len(self.applied) > 500_000:
+                self.applied.clear()
+            self.applied[id(v)] = hit
+        out.update(hit[1])
+        for k in hit[2]:
+            out.pop(k, None)
+        if v.l7 is not None and v.l7.verdict == DROPPED:
+            out["verdict"] = DROPPED
+            if v.l7.http_status and isinstance(out.get("l7"), dict):
+                out["l7"] = {**out["l7"], "type": "RESPONSE"}
+
+    # -- one flow -------------------------------------------------------------------------
+    def one(self, flow: JSON, file: str, lineno: int) -> ReplayedFlow:
+        recorded = flow.get("verdict") or ""
+        if type(recorded) is not str:
+            recorded = str(recorded)
+        flow["recorded_verdict"] = recorded
+        ips = flow.get("IP") or {}
+        sip, dip = ips.get("source"), ips.get("destination")
+        l4 = _l4(flow)
+        l7 = flow.get("l7")
+        is_reply = bool(flow.get("is_reply"))
+        if l7 is None and l4 is not None and sip and dip:
+            # The common case first: an L3/L4 flow of a connection already seen.
+            proto, sport, dport = l4
+            if is_reply:
+                known = self.conns.get((proto, dip, dport, sip, sport)) or self.conns.get((proto, sip, sport, dip, dport))
+            else:
+                known = self.conns.get((proto, sip, sport, dip, dport))
+            if known is not None:
+                # conntrack: the connection's verdict; a reply of a dropped connection never happens.
+                predicted = known.verdict
+                if is_reply and predicted != DROPPED:
+                    predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+                flow["verdict"] = predicted
+                if predicted == DROPPED:
+                    self.apply(flow, known)
+                return self.count(ReplayedFlow(flow, recorded, predicted, None, "follows its connection", file, lineno))
+            return self.judge(flow, recorded, sip, dip, l4, None, is_reply, file, lineno, tracked=False)
+        if type(l7) is not dict:
+            l7 = None
+        return self.judge(flow, recorded, sip, dip, l4, l7, is_reply, file, lineno)
+
+    def judge(
+        self, flow: JSON, recorded: str, sip: str | None, dip: str | None, l4: tuple[int, int, int] | None,
+        l7: JSON | None, is_reply: bool, file: str, lineno: int, tracked: bool = True,
+    ) -> ReplayedFlow:
+        """Decide a flow that does not follow a known connection (`tracked`: look it up)."""
+        engine, rep = self.engine, self.rep
+        out = flow
+        # Time only matters once DNS answers have been learned (TTLs) or for a DNS answer.
+        now = _time(flow) if (engine.fqdn_caches or l7 is not None) else None
+        # DNS answers feed the FQDN cache if the new policies let the query through the proxy.
+        if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
+            dns = l7["dns"]
+            client = self.peer(flow.get("destination"), dip)
+            server = self.peer(flow.get("source"), sip)
+            answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
+            if client.endpoint is not None and dns.get("query") and l4 is not None:
+                q = self.decide(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now)
+                ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
+                if ok and answer_ips:
+                    engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
+                predicted = q.verdict if not (q.l7 and q.l7.verdict == DROPPED) else DROPPED
+                self.apply(out, q)
+                return self.count(ReplayedFlow(out, recorded, predicted, q, "DNS response", file, lineno))
+        if l4 is None or not sip or not dip:
+            rep.unjudged += 1
+            return self.count(ReplayedFlow(out, recorded, recorded, None, "no IP/L4 to judge", file, lineno))
+        proto, sport, dport = l4
+        key = (proto, sip, sport, dip, dport)
+        rkey = (proto, dip, dport, sip, sport)
+        request = _request(flow) if l7 is not None else None
+        conns = self.conns
+        if request is None and tracked:
+            known = conns.get(rkey) if is_reply else conns.get(key)
+            if known is None and is_reply:
+                known = conns.get(key)
+            if known is not None:
+                predicted = known.verdict
+                if is_reply and predicted != DROPPED:
+                    predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+                out["verdict"] = predicted
+                if predicted == DROPPED:
+                    self.apply(out, known)
+                return self.count(ReplayedFlow(out, recorded, predicted, None, "follows its connection", file, lineno))
+        if is_reply:
+            # A reply whose connection we never saw: judge the original direction.
+            src, dst = self.peer(flow.get("destination"), dip), self.peer(flow.get("source"), sip)
+            v = self.decide(src, dst, proto, sport, None, now)
+            conns[rkey] = v
+        else:
+            src, dst = self.peer(flow.get("source"), sip), self.peer(flow.get("destination"), dip)
+            v = self.decide(src, dst, proto, dport, request, now)
+            if request is None:
+                conns[key] = v
+        if len(conns) > _MAX_CONNECTIONS:
+            # Forget the oldest connections, like conntrack garbage collection.
+            for old in list(conns)[: _MAX_CONNECTIONS // 10]:
+                del conns[old]
+        predicted = v.verdict
+        if v.l7 is not None and v.l7.verdict == DROPPED:
+            predicted = DROPPED
+        if predicted != DROPPED and not is_reply and src.endpoint is not None and dst.endpoint is None and src.endpoint.key in engine.fqdn_caches:
+            engine.fqdn_caches[src.endpoint.key].mark_connection(dip, now)
+        self.apply(out, v)
+        if is_reply and predicted != DROPPED:
+            out["verdict"] = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+        rf = ReplayedFlow(out, recorded, predicted, v, "decided", file, lineno)
+        if v.verdict == AUDIT:
+            self.audit(flow, v, sip, dip, proto, sport, dport, is_reply)
+        return self.count(rf)
+
+    def audit(self, flow: JSON, v: Verdict, sip: str, dip: str, proto: int, sport: int, dport: int, is_reply: bool) -> None:
         side = v.deciding
         if is_reply:  # judged in the connection's original direction
             g_key = (
@@ -420,7 +507,7 @@ def _replay_one(
                 workload_of_flow_side(flow.get("source"), sip), workload_of_flow_side(flow.get("destination"), dip),
                 f"{dport}/{PROTO_NAMES.get(proto, proto)}",
             )
-        g = rep.audit_groups.setdefault(g_key, AuditGroup(g_key))
+        g = self.rep.audit_groups.setdefault(g_key, AuditGroup(g_key))
         g.count += 1
         g.direction = v.traffic_direction
         g.reason = side.audited_drop_reason or ""
@@ -428,13 +515,34 @@ def _replay_one(
             g.policies.update(str(r) for r in side.denied_by)
         elif side.policy is not None:
             g.policies.update(str(r.origin.ref) for r in side.policy.rules if r.default_deny)
-    return _count(rep, rf)
+
+    def count(self, rf: ReplayedFlow) -> ReplayedFlow:
+        rep = self.rep
+        by = rep.by_verdict
+        by[rf.predicted] = by.get(rf.predicted, 0) + 1
+        if rf.recorded != rf.predicted and rf.changed:
+            rep.changed_count += 1
+            if len(rep.changed) < _MAX_KEPT_CHANGES:
+                rep.changed.append(rf)
+        return rf
 
 
-def _count(rep: ReplayReport, rf: ReplayedFlow) -> ReplayedFlow:
-    rep.by_verdict[rf.predicted] = rep.by_verdict.get(rf.predicted, 0) + 1
-    if rf.recorded != rf.predicted and rf.changed:
-        rep.changed_count += 1
-        if len(rep.changed) < _MAX_KEPT_CHANGES:
-            rep.changed.append(rf)
-    return rf
+def _annotations(v: Verdict) -> tuple[JSON, tuple[str, ...]]:
+    """The output fields of a verdict: those to set and those to remove."""
+    upd: JSON = {"verdict": v.verdict}
+    pops: list[str] = []
+    if v.drop_reason_desc:
+        upd["drop_reason_desc"] = v.drop_reason_desc
+        upd["drop_reason"] = DROP_REASON_CODES.get(v.drop_reason_desc, 0)
+    else:
+        pops += ["drop_reason_desc", "drop_reason"]
+    upd["traffic_direction"] = v.traffic_direction
+    upd["policy_match_type"] = _MATCH_TYPE_CODES.get(v.policy_match_type, 0)
+    for key, refs in zip(
+        _POLICY_KEYS, (v.egress.allowed_by, v.ingress.allowed_by, v.egress.denied_by, v.ingress.denied_by), strict=True,
+    ):
+        if refs:
+            upd[key] = _refs(refs)
+        else:
+            pops.append(key)
+    return upd, tuple(pops)
