@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ciliary.identity.entities import entity_selectors
@@ -97,8 +98,13 @@ class RuleOrigin:
     def field(self) -> str:
         return format_path(self.path)
 
-    def __str__(self) -> str:
+    @cached_property
+    def text(self) -> str:
+        # Proxies name the rule of every request they judge: formatted once per rule.
         return f"{self.ref} {self.field}"
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,14 @@ class SideVerdict:
     def applies(self) -> bool:
         return self.endpoint is not None
 
+    def with_l7(self, l7: L7Verdict) -> SideVerdict:
+        """This side with the proxy's verdict on one request (dataclasses.replace, faster)."""
+        return SideVerdict(
+            self.direction, self.endpoint, self.peer_identity, self.enforced, self.default_deny, self.audit_mode,
+            self.reason, self.verdict, self.drop_reason_desc, self.entry, self.match_type, self.audited_drop_reason,
+            self.redirected, l7, self.allowed_by, self.denied_by, self.policy,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         entry = None
         if self.entry is not None:
@@ -302,17 +310,17 @@ def decide_request(engine: PolicyEngine, base: Verdict, request: L7Request) -> V
     flow = base.flow
     if flow.l7 is not None:
         raise ValueError("the base verdict must be decided without a request")
-    rflow = replace(flow, l7=request)
+    rflow = Flow(flow.src, flow.dst, flow.proto, flow.dport, request, flow.time)
     if not (base.egress.redirected or base.ingress.redirected):
         return replace(base, flow=rflow)
     egress, ingress = base.egress, base.ingress
     if egress.redirected and egress.policy is not None and egress.peer_identity is not None:
-        egress = replace(egress, l7=check_l7(
+        egress = egress.with_l7(check_l7(
             engine, egress.policy, EGRESS, egress.peer_identity.id, flow.proto, flow.dport, request))
     assert base.src_identity is not None and base.dst_identity is not None
     if flow.dst.endpoint is not None and _passes(egress):
         if ingress.redirected and ingress.policy is not None and ingress.peer_identity is not None:
-            ingress = replace(ingress, l7=check_l7(
+            ingress = ingress.with_l7(check_l7(
                 engine, ingress.policy, INGRESS, ingress.peer_identity.id, flow.proto, flow.dport, request))
     else:
         ingress = _not_reached(rflow, egress, base.src_identity)

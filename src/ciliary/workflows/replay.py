@@ -377,14 +377,16 @@ class _Replayer:
             return r
         return decide_request(self.engine, v, request)
 
-    def apply(self, out: JSON, v: Verdict) -> None:
-        """Write the predicted verdict into the output flow (fields made once per verdict)."""
+    def apply(self, out: JSON, v: Verdict, keep: bool = True) -> None:
+        """Write the predicted verdict into the output flow (fields made once per verdict
+        that is `keep`: one that many flows share)."""
         hit = self.applied.get(id(v))
         if hit is None or hit[0] is not v:
             hit = (v, *_annotations(v))
-            if len(self.applied) > 500_000:
-                self.applied.clear()
-            self.applied[id(v)] = hit
+            if keep:
+                if len(self.applied) > 500_000:
+                    self.applied.clear()
+                self.applied[id(v)] = hit
         out.update(hit[1])
         for k in hit[2]:
             out.pop(k, None)
@@ -401,16 +403,22 @@ class _Replayer:
         flow["recorded_verdict"] = recorded
         ips = flow.get("IP") or {}
         sip, dip = ips.get("source"), ips.get("destination")
-        l4 = _l4(flow)
+        l4d = flow.get("l4")
+        tcp = l4d.get("TCP") if type(l4d) is dict else None
+        if type(tcp) is dict:  # most flows: inlined _l4
+            l4: tuple[int, int, int] | None = (PROTO_TCP, tcp.get("source_port") or 0, tcp.get("destination_port") or 0)
+        else:
+            l4 = _l4(flow)
         l7 = flow.get("l7")
         is_reply = bool(flow.get("is_reply"))
         if l7 is None and l4 is not None and sip and dip:
             # The common case first: an L3/L4 flow of a connection already seen.
             proto, sport, dport = l4
+            conns = self.conns
             if is_reply:
-                known = self.conns.get((proto, dip, dport, sip, sport)) or self.conns.get((proto, sip, sport, dip, dport))
+                known = conns.get((proto, dip, dport, sip, sport)) or conns.get((proto, sip, sport, dip, dport))
             else:
-                known = self.conns.get((proto, sip, sport, dip, dport))
+                known = conns.get((proto, sip, sport, dip, dport))
             if known is not None:
                 # conntrack: the connection's verdict; a reply of a dropped connection never happens.
                 predicted = known.verdict
@@ -419,7 +427,12 @@ class _Replayer:
                 flow["verdict"] = predicted
                 if predicted == DROPPED:
                     self.apply(flow, known)
-                return self.count(ReplayedFlow(flow, recorded, predicted, None, "follows its connection", file, lineno))
+                rf = ReplayedFlow(flow, recorded, predicted, None, "follows its connection", file, lineno)
+                by = self.rep.by_verdict
+                by[predicted] = by.get(predicted, 0) + 1
+                if recorded != predicted and rf.changed:
+                    self.count_change(rf)
+                return rf
             return self.judge(flow, recorded, sip, dip, l4, None, is_reply, file, lineno, tracked=False)
         if type(l7) is not dict:
             l7 = None
@@ -487,7 +500,7 @@ class _Replayer:
             predicted = DROPPED
         if predicted != DROPPED and not is_reply and src.endpoint is not None and dst.endpoint is None and src.endpoint.key in engine.fqdn_caches:
             engine.fqdn_caches[src.endpoint.key].mark_connection(dip, now)
-        self.apply(out, v)
+        self.apply(out, v, keep=request is None or type(request) is DNSQuery)
         if is_reply and predicted != DROPPED:
             out["verdict"] = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
         rf = ReplayedFlow(out, recorded, predicted, v, "decided", file, lineno)
@@ -517,14 +530,17 @@ class _Replayer:
             g.policies.update(str(r.origin.ref) for r in side.policy.rules if r.default_deny)
 
     def count(self, rf: ReplayedFlow) -> ReplayedFlow:
-        rep = self.rep
-        by = rep.by_verdict
+        by = self.rep.by_verdict
         by[rf.predicted] = by.get(rf.predicted, 0) + 1
         if rf.recorded != rf.predicted and rf.changed:
-            rep.changed_count += 1
-            if len(rep.changed) < _MAX_KEPT_CHANGES:
-                rep.changed.append(rf)
+            self.count_change(rf)
         return rf
+
+    def count_change(self, rf: ReplayedFlow) -> None:
+        rep = self.rep
+        rep.changed_count += 1
+        if len(rep.changed) < _MAX_KEPT_CHANGES:
+            rep.changed.append(rf)
 
 
 def _annotations(v: Verdict) -> tuple[JSON, tuple[str, ...]]:
