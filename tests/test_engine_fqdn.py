@@ -381,3 +381,36 @@ egress:
     assert learn(e, CLIENT, "anything.example.net", [OTHER_IP]).learned
     assert outcome(verdict(e, CLIENT, OTHER_IP, "443/TCP")) == (FORWARDED, None, EGRESS)
     assert outcome(verdict(e, CLIENT, API_IP, "443/TCP")) == (DROPPED, POLICY_DENIED, EGRESS)
+
+
+# --- identities learned after policies were compiled ---------------------------------------------------
+
+LOCAL_CIDR = cnp("local-cidr", """
+endpointSelector: {matchLabels: {app: local}}
+egress:
+- toCIDR: [203.0.113.0/24]
+  toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+""")
+SERVER_FROM_CLIENT = cnp("server-from-client", """
+endpointSelector: {matchLabels: {app: server}}
+ingress:
+- fromEndpoints: [{matchLabels: {app: client}}]
+""")
+
+
+def test_policies_compiled_before_an_answer_select_the_new_fqdn_identity() -> None:
+    # app/local's toCIDR covers API_IP. Once app/client (same node) learns api.example.com,
+    # the node's ipcache gives API_IP a new identity (fqdn + cidr labels): local's policy,
+    # compiled before, must select it too, while policies that cannot select it stay as built.
+    e = fqdn_engine(CLIENT_FQDN, LOCAL_CIDR, SERVER_FROM_CLIENT)
+    assert outcome(verdict(e, LOCAL, API_IP, "443/TCP")) == (FORWARDED, None, EGRESS)
+    server = e.endpoint_of_pod(SERVER)
+    assert server is not None
+    server_policy = e.policy(server)
+    assert learn(e, CLIENT, "api.example.com", [API_IP]).learned
+    v = verdict(e, LOCAL, API_IP, "443/TCP")
+    assert v.dst_identity is not None and "fqdn:api.example.com" in v.dst_identity.labels.to_strings()
+    assert outcome(v) == (FORWARDED, None, EGRESS)
+    assert refs(v.egress.allowed_by) == ["CiliumNetworkPolicy app/local-cidr"]
+    assert outcome(verdict(e, CLIENT, API_IP, "443/TCP")) == (FORWARDED, None, EGRESS)
+    assert e.policy(server) is server_policy

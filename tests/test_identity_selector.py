@@ -188,15 +188,20 @@ def test_label_index_agrees_with_matches() -> None:
     keys = ["k8s:app", "k8s:tier", "container:app", "k8s:env"]
     vals = ["a", "b", "c"]
     items: dict[int, LabelSet] = {}
-    for i in range(300):
+
+    def random_labels() -> LabelSet:
         chosen = {k: rng.choice(vals) for k in rng.sample(keys, rng.randint(0, 3))}
         labels = [Label.parse(f"{k}={v}") for k, v in chosen.items()]
         if rng.random() < 0.2:
             labels.append(Label.cidr(f"10.{rng.randint(0, 3)}.0.0/16"))
-        items[256 + i] = LabelSet(labels)
+        return LabelSet(labels)
+
+    for i in range(300):
+        items[256 + i] = random_labels()
     items[1] = HOST
     index = LabelIndex(items)
     ops = ["In", "NotIn", "Exists", "DoesNotExist"]
+    selectors: list[Selector] = []
     for _ in range(300):
         exprs = []
         for _ in range(rng.randint(0, 3)):
@@ -207,5 +212,12 @@ def test_label_index_agrees_with_matches() -> None:
                 values = [""]
             exprs.append({"key": key, "operator": op, "values": values})
         s = Selector.from_dict({"matchExpressions": exprs})
+        selectors.append(s)
         brute = frozenset(i for i, labels in items.items() if s.matches(labels))
         assert index.select(s) == brute, str(s)
+    # Identities added later (FQDN IPs, pods only flows name) join the cached selections.
+    for i in range(40):
+        items[1000 + i] = random_labels()
+        index.add(1000 + i, items[1000 + i])
+    for s in selectors:
+        assert index.select(s) == frozenset(i for i, labels in items.items() if s.matches(labels)), str(s)
