@@ -14,6 +14,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ciliary.model.policy import PolicyRef
 from ciliary.policy.ports import PROTO_ANY, PortPrefix
 from ciliary.policy.rules import RuleOrigin
 
@@ -56,6 +57,7 @@ class MapEntry:
     origins: list[RuleOrigin] = field(default_factory=list)
     auth: str | None = None
     contributions: list[L7Contribution] = field(default_factory=list)
+    refs: tuple[PolicyRef, ...] = ()  # the policies of `origins`, sorted (Hubble's *_by lists)
 
     @property
     def redirect(self) -> bool:
@@ -127,6 +129,7 @@ def _merge(m: MapEntry, entries: list[_RuleEntry]) -> MapEntry:
                 m.auth = e.auth
             if e.contribution is not None and e.contribution not in m.contributions:
                 m.contributions.append(e.contribution)
+    m.refs = tuple(sorted({o.ref for o in m.origins}))
     return m
 
 
@@ -176,13 +179,20 @@ class _PortView:
         best = own[i]
         pkey, deny = best.pkey, best.deny
         # Entries of one port prefix and kind are adjacent (ordered by specificity).
-        sig = tuple(e for e in own[i:] if e.pkey == pkey and e.deny == deny and e.ids is not None and identity in e.ids)
+        same = [best]
+        for j in range(i + 1, len(own)):
+            e = own[j]
+            if e.pkey != pkey or e.deny != deny:
+                break
+            if e.ids is not None and identity in e.ids:
+                same.append(e)
+        sig = tuple(same)
         t = self.templates.get(sig)
         if t is None:
             t = _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, best.port), deny), list(sig))
             if len(self.templates) < 4096:
                 self.templates[sig] = t
-        return Lookup(MapEntry(PolicyKey(direction, identity, best.port), deny, t.origins, t.auth, t.contributions))
+        return Lookup(MapEntry(PolicyKey(direction, identity, best.port), deny, t.origins, t.auth, t.contributions, t.refs))
 
 
 class PolicyMap:
@@ -303,7 +313,7 @@ class PolicyMap:
                     if single is not None:
                         result = Lookup(MapEntry(
                             PolicyKey(self.direction, identity, single.key.port), single.deny,
-                            single.origins, single.auth, single.contributions,
+                            single.origins, single.auth, single.contributions, single.refs,
                         ))
                     else:
                         result = view.own(self.direction, identity, i)

@@ -244,7 +244,7 @@ class Verdict:
 
 
 def _refs(entry: MapEntry) -> list[PolicyRef]:
-    return sorted({o.ref for o in entry.origins})
+    return list(entry.refs)
 
 
 def decide_side(
@@ -361,8 +361,14 @@ def _combine(flow: Flow, egress: SideVerdict, ingress: SideVerdict, src_seen: Id
             deciding, direction = egress, "EGRESS"
         else:
             deciding, direction = ingress, "INGRESS"
-    l7 = next((s.l7 for s in (egress, ingress) if s.l7 is not None and s.l7.verdict == DROPPED), None)
-    l7 = l7 or ingress.l7 or egress.l7
+    # The proxy verdict shown: a denying one first, else the ingress one, else the egress one.
+    l7: L7Verdict | None
+    if egress.l7 is not None and egress.l7.verdict == DROPPED:
+        l7 = egress.l7
+    elif ingress.l7 is not None and ingress.l7.verdict == DROPPED:
+        l7 = ingress.l7
+    else:
+        l7 = ingress.l7 or egress.l7
     return Verdict(
         flow, verdict, deciding.drop_reason_desc, direction, deciding.match_type, egress, ingress,
         src_seen, dst_seen, l7,
