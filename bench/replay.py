@@ -28,7 +28,9 @@ measurement, from wait4):
 
 * plain: `for line in file: orjson.loads(line)` (the baseline);
 * replay: `build_engine` once (timed and reported separately), then
-  `for rf in replay(engine, [file], report=rep)` consuming every ReplayedFlow;
+  `for rf in replay(engine, [file], report=rep)` consuming every ReplayedFlow, with the
+  cyclic GC set up as the `ciliary` command sets it (`ciliary.process.tune_gc_for_batch`,
+  at start and after the build);
 * replay CLI: `ciliary replay FILE --cluster .. --policies .. -o json > /dev/null`, wall time
   (process start, engine build and JSON output included);
 * observe: `observe([file], --namespace NS --verdict DROPPED, -o compact)` written to /dev/null.
@@ -872,13 +874,17 @@ def worker_plain(args: argparse.Namespace) -> dict[str, Any]:
 
 def worker_replay(args: argparse.Namespace) -> dict[str, Any]:
     from ciliary.policy.config import AgentConfig
+    from ciliary.process import tune_gc_for_batch
     from ciliary.workflows.engine import build_engine
     from ciliary.workflows.replay import ReplayReport, replay
 
+    # GC as `ciliary replay` runs it (cli.main and after the engine build).
+    tune_gc_for_batch()
     rss_start = _maxrss()
     t0 = time.perf_counter()
     engine = build_engine(args.cluster, [args.policies], AgentConfig())
     build_s = time.perf_counter() - t0
+    tune_gc_for_batch()
     rss_build = _maxrss()
     gct = GCTimer()
     rep = ReplayReport()

@@ -163,9 +163,13 @@ def _engine(
         overrides["policy_audit_mode"] = None
     try:
         cfg = read_config(config).with_overrides(**overrides)
-        return build_engine(cluster, policies, cfg)
+        engine = build_engine(cluster, policies, cfg)
     except LoadError as e:
         _fail_load(e, output)
+    from ciliary.process import tune_gc_for_batch
+
+    tune_gc_for_batch()  # the engine lives as long as the command
+    return engine
 
 
 @app.command()
@@ -474,9 +478,7 @@ def diff(
 
 
 def main() -> None:
-    import gc
+    from ciliary.process import tune_gc_for_batch
 
-    # A short-lived process that builds many acyclic objects: collect rarely.
-    gc.freeze()
-    gc.set_threshold(200_000, 50, 100)
+    tune_gc_for_batch()
     app()
