@@ -29,8 +29,8 @@ measurement, from wait4):
 * plain: `for line in file: orjson.loads(line)` (the baseline);
 * replay: `build_engine` once (timed and reported separately), then
   `for rf in replay(engine, [file], report=rep)` consuming every ReplayedFlow, with the
-  cyclic GC set up as the `ciliary` command sets it (`ciliary.process.tune_gc_for_batch`,
-  at start and after the build);
+  cyclic GC set up as the `ciliary replay` command sets it (`ciliary.process`:
+  `tune_gc_for_batch` at start and after the build, `streaming` around the loop);
 * replay CLI: `ciliary replay FILE --cluster .. --policies .. -o json > /dev/null`, wall time
   (process start, engine build and JSON output included);
 * observe: `observe([file], --namespace NS --verdict DROPPED, -o compact)` written to /dev/null.
@@ -874,7 +874,7 @@ def worker_plain(args: argparse.Namespace) -> dict[str, Any]:
 
 def worker_replay(args: argparse.Namespace) -> dict[str, Any]:
     from ciliary.policy.config import AgentConfig
-    from ciliary.process import tune_gc_for_batch
+    from ciliary.process import streaming, tune_gc_for_batch
     from ciliary.workflows.engine import build_engine
     from ciliary.workflows.replay import ReplayReport, replay
 
@@ -890,8 +890,9 @@ def worker_replay(args: argparse.Namespace) -> dict[str, Any]:
     rep = ReplayReport()
     n = 0
     t0 = time.perf_counter()
-    for _ in replay(engine, [args.file], report=rep):
-        n += 1
+    with streaming():  # as `ciliary replay` streams
+        for _ in replay(engine, [args.file], report=rep):
+            n += 1
     seconds = time.perf_counter() - t0
     s = rep.summary()
     return {"flows": n, "seconds": seconds, "build_s": build_s, "gc_s": gct.total, "rss_start": rss_start,

@@ -379,7 +379,6 @@ def replay(
     destination and port, with the policy that would drop them."""
     from ciliary.flows.codec import FlowReadError
     from ciliary.workflows.replay import ReplayReport
-    from ciliary.workflows.replay import replay as do_replay
 
     engine = _engine(
         cluster, policies, config, Output.json if output is ReplayOutput.json else Output.text,
@@ -394,24 +393,40 @@ def replay(
     def bad(b: Any) -> None:
         err.print(f"warning: skipped bad line {b}", markup=False)
 
+    from ciliary.process import streaming
+
     try:
-        if output is ReplayOutput.json:
-            w = sys.stdout.buffer
-            for rf in do_replay(engine, sources, strict=strict, on_bad=bad, report=rep):
-                w.write(orjson.dumps({"flow": rf.flow}) + b"\n")
-            w.flush()
-            s = rep.summary()
-            err.print(f"{s['flows']} flows: " + ", ".join(f"{k} {v}" for k, v in s["by_predicted_verdict"].items()) + f"; {s['changed']} changed verdict; {s['bad_lines']} bad line(s)", markup=False)
-            return
-        for n, _ in enumerate(do_replay(engine, sources, strict=strict, on_bad=bad, report=rep), 1):
-            if n % 200_000 == 0:
-                err.print(f"... {n} flows", markup=False)
+        with streaming():
+            _replay_out(engine, sources, strict, bad, rep, output)
     except FlowReadError as e:
         err.print(f"error: {e}", markup=False)
         raise typer.Exit(1) from None
     except OSError as e:
         err.print(f"error: {e}", markup=False)
         raise typer.Exit(1) from None
+    if output is ReplayOutput.json:
+        s = rep.summary()
+        err.print(f"{s['flows']} flows: " + ", ".join(f"{k} {v}" for k, v in s["by_predicted_verdict"].items()) + f"; {s['changed']} changed verdict; {s['bad_lines']} bad line(s)", markup=False)
+        return
+    _print_replay_summary(rep)
+
+
+def _replay_out(engine: Any, sources: list[str], strict: bool, bad: Any, rep: Any, output: ReplayOutput) -> None:
+    """Stream the replay: one Hubble flow per line (-o json) or progress on stderr."""
+    from ciliary.workflows.replay import replay as do_replay
+
+    if output is ReplayOutput.json:
+        w = sys.stdout.buffer
+        for rf in do_replay(engine, sources, strict=strict, on_bad=bad, report=rep):
+            w.write(orjson.dumps({"flow": rf.flow}) + b"\n")
+        w.flush()
+        return
+    for n, _ in enumerate(do_replay(engine, sources, strict=strict, on_bad=bad, report=rep), 1):
+        if n % 200_000 == 0:
+            err.print(f"... {n} flows", markup=False)
+
+
+def _print_replay_summary(rep: Any) -> None:
     s = rep.summary()
     out.print(f"{s['flows']} flows replayed ({s['bad_lines']} bad line(s) skipped, {s['skipped_non_flow_lines']} non-flow line(s) skipped)", markup=False)
     for k, v in s["by_predicted_verdict"].items():
@@ -455,7 +470,10 @@ def diff(
     fmt = Output.json if output is DiffOutput.json else Output.text
     e_old = _engine(cluster, old, config, fmt)
     e_new = _engine(cluster, new, config, fmt)
-    rep = diff_policies(e_old, e_new, [str(f) for f in flows or []])
+    from ciliary.process import streaming
+
+    with streaming():
+        rep = diff_policies(e_old, e_new, [str(f) for f in flows or []])
     if output is DiffOutput.json:
         _print_json(rep.as_dict())
     elif output is DiffOutput.md:

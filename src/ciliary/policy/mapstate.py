@@ -203,7 +203,7 @@ class PolicyMap:
     Lookups give the same answer as the expanded map (semantics §10.4) and are memoised.
     """
 
-    __slots__ = ("_by_port", "_cache", "_count", "_ranges", "_segments", "_views", "direction")
+    __slots__ = ("_by_port", "_cache", "_count", "_l7", "_ranges", "_segments", "_views", "direction")
 
     def __init__(self, direction: str) -> None:
         self.direction = direction
@@ -211,6 +211,7 @@ class PolicyMap:
         self._ranges: dict[int, list[_RuleEntry]] = {}  # proto -> prefixes < 16 (proto 0: any)
         self._cache: dict[int, Lookup] = {}
         self._views: dict[int, _PortView] = {}  # proto << 16 | port -> its view
+        self._l7: dict[int, tuple[L7Contribution, ...]] = {}  # lookup key -> L7 contributions
         # proto -> (segment starts, views): ports between range boundaries share a view
         self._segments: dict[int, tuple[list[int], list[_PortView | None]]] = {}
         self._count = 0
@@ -251,6 +252,7 @@ class PolicyMap:
         self._count += 1
         self._cache.clear()
         self._views.clear()
+        self._l7.clear()
         self._segments.clear()
 
     def _view(self, proto: int, port: int) -> _PortView:
@@ -322,14 +324,20 @@ class PolicyMap:
             self._cache[key] = result
         return result
 
-    def l7_contributions(self, identity: int, proto: int, port: int) -> list[L7Contribution]:
+    def l7_contributions(self, identity: int, proto: int, port: int) -> tuple[L7Contribution, ...]:
         """Every allow rule covering (identity, proto, port), own and wildcard-peer (§6.3):
-        the proxy checks a request against all of them; one without L7 lets all through."""
+        the proxy checks a request against all of them; one without L7 lets all through.
+        (Memoised: the proxy asks for every request of a connection.)"""
+        key = (identity << 24) | (proto << 16) | port
+        hit = self._l7.get(key)
+        if hit is not None:
+            return hit
         out: list[L7Contribution] = []
         for e in self._covering(proto, port):
             if not e.deny and e.contribution is not None and e.selects(identity) and e.contribution not in out:
                 out.append(e.contribution)
-        return out
+        result = self._l7[key] = tuple(out)
+        return result
 
     def _all(self) -> list[_RuleEntry]:
         return [e for lst in self._by_port.values() for e in lst] + [e for lst in self._ranges.values() for e in lst]

@@ -308,7 +308,7 @@ class _Replayer:
         self.ep_keys: dict[int, tuple[Endpoint, int]] = {}  # id(endpoint) -> (it, policy side key)
         self.side_ids: dict[tuple[Any, ...], int] = {}
         self.applied: dict[int, tuple[Verdict, JSON, tuple[str, ...]]] = {}
-        self.pairs: dict[tuple[int, int], tuple[FlowPeer, FlowPeer, tuple[int, int, int, int]]] = {}
+        self.pairs: dict[tuple[Any, ...], tuple[FlowPeer, FlowPeer, tuple[int, int, int, int] | None]] = {}
 
     # -- peers and decisions --------------------------------------------------------------
     def peer(self, side: JSON | None, ip: str | None) -> FlowPeer:
@@ -332,31 +332,49 @@ class _Replayer:
             hit = self.ep_keys[id(ep)] = (ep, self.side_ids.setdefault(k, len(self.side_ids)))
         return hit[1]
 
+    def pair(
+        self, s_side: JSON | None, s_ip: str | None, d_side: JSON | None, d_ip: str | None,
+    ) -> tuple[FlowPeer, FlowPeer, tuple[int, int, int, int] | None]:
+        """The peers of a connection's source and destination, and (for two endpoints) the
+        sides key of its decision, once per (namespace, pod, IP) pair."""
+        s_side = s_side or {}
+        d_side = d_side or {}
+        k = (s_side.get("namespace"), s_side.get("pod_name"), s_ip, d_side.get("namespace"), d_side.get("pod_name"), d_ip)
+        hit = self.pairs.get(k)
+        if hit is None:
+            src, dst = self.peer(s_side, s_ip), self.peer(d_side, d_ip)
+            # Two endpoints see each other the same way all along; an address may become an
+            # FQDN identity as DNS answers arrive, so its side is worked out per connection.
+            sides = self.sides(src, dst, None) if src.endpoint is not None and dst.endpoint is not None else None
+            if len(self.pairs) > 200_000:
+                self.pairs.clear()
+            hit = self.pairs[k] = (src, dst, sides)
+        return hit
+
+    def sides(self, src: FlowPeer, dst: FlowPeer, now: float | None) -> tuple[int, int, int, int] | None:
+        """(source side, destination as the source sees it, destination side, source as the
+        destination sees it); None if an end has neither endpoint nor address."""
+        engine = self.engine
+        s, d = src.endpoint, dst.endpoint
+        d_seen = engine.identity_seen_from(d, node_name(s) if s else None) if d is not None else (
+            engine.identity_of_ip(dst.ip, node_name(s) if s else None, now) if dst.ip else None)
+        s_seen = engine.identity_seen_from(s, node_name(d) if d else None) if s is not None else (
+            engine.identity_of_ip(src.ip, node_name(d) if d else None, now) if src.ip else None)
+        if d_seen is None or s_seen is None:
+            return None
+        return (self.side_key(s), d_seen.id, self.side_key(d), s_seen.id)
+
     def decide(
         self, src: FlowPeer, dst: FlowPeer, proto: int, dport: int, request: L7Request | None, now: float | None,
+        sides: tuple[int, int, int, int] | None = None,
     ) -> Verdict:
         """Connections between the same identities on the same port get the same verdict:
         decide once per (source side, destination side, protocol, port), as the policy map
         would."""
-        s, d = src.endpoint, dst.endpoint
-        pair = self.pairs.get((id(src), id(dst))) if s is not None and d is not None else None
-        if pair is not None and pair[0] is src and pair[1] is dst:
-            sides = pair[2]
-        else:
-            engine = self.engine
-            d_seen = engine.identity_seen_from(d, node_name(s) if s else None) if d is not None else (
-                engine.identity_of_ip(dst.ip, node_name(s) if s else None, now) if dst.ip else None)
-            s_seen = engine.identity_seen_from(s, node_name(d) if d else None) if s is not None else (
-                engine.identity_of_ip(src.ip, node_name(d) if d else None, now) if src.ip else None)
-            if d_seen is None or s_seen is None:
-                return decide(engine, Flow(src, dst, proto, dport, request, now))
-            sides = (self.side_key(s), d_seen.id, self.side_key(d), s_seen.id)
-            if s is not None and d is not None:
-                # Two endpoints see each other the same way all along (IPs may become FQDN
-                # identities as DNS answers arrive, so only endpoint pairs are kept).
-                if len(self.pairs) > 200_000:
-                    self.pairs.clear()
-                self.pairs[(id(src), id(dst))] = (src, dst, sides)
+        if sides is None:
+            sides = self.sides(src, dst, now)
+            if sides is None:
+                return decide(self.engine, Flow(src, dst, proto, dport, request, now))
         key = (sides, proto, dport)
         v = self.vcache.get(key)
         if v is None:
@@ -450,11 +468,10 @@ class _Replayer:
         # DNS answers feed the FQDN cache if the new policies let the query through the proxy.
         if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
             dns = l7["dns"]
-            client = self.peer(flow.get("destination"), dip)
-            server = self.peer(flow.get("source"), sip)
+            client, server, sides = self.pair(flow.get("destination"), dip, flow.get("source"), sip)
             answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
             if client.endpoint is not None and dns.get("query") and l4 is not None:
-                q = self.decide(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now)
+                q = self.decide(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now, sides)
                 ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
                 if ok and answer_ips:
                     engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
@@ -483,12 +500,12 @@ class _Replayer:
                 return self.count(ReplayedFlow(out, recorded, predicted, None, "follows its connection", file, lineno))
         if is_reply:
             # A reply whose connection we never saw: judge the original direction.
-            src, dst = self.peer(flow.get("destination"), dip), self.peer(flow.get("source"), sip)
-            v = self.decide(src, dst, proto, sport, None, now)
+            src, dst, sides = self.pair(flow.get("destination"), dip, flow.get("source"), sip)
+            v = self.decide(src, dst, proto, sport, None, now, sides)
             conns[rkey] = v
         else:
-            src, dst = self.peer(flow.get("source"), sip), self.peer(flow.get("destination"), dip)
-            v = self.decide(src, dst, proto, dport, request, now)
+            src, dst, sides = self.pair(flow.get("source"), sip, flow.get("destination"), dip)
+            v = self.decide(src, dst, proto, dport, request, now, sides)
             if request is None:
                 conns[key] = v
         if len(conns) > _MAX_CONNECTIONS:
