@@ -41,5 +41,8 @@ def streaming() -> Iterator[None]:
     try:
         yield
     finally:
+        # What survived the stream is kept on purpose (connection table, caches, report):
+        # freeze it too, or the first allocation after re-enabling would rescan all of it.
+        gc.freeze()
         if enabled:
             gc.enable()
