@@ -106,6 +106,7 @@ class PolicyEngine:
             self._named_by_identity.setdefault(ep.identity.id, set()).update(named_ports(ep))
         self._all_named = {np for s in self._named_by_identity.values() for np in s}
         self._compiled: dict[tuple[object, ...], EndpointPolicy] = {}
+        self._ep_policies: dict[int, tuple[Endpoint, EndpointPolicy]] = {}  # id(endpoint) ->
         # toFQDNs: every selector of every rule, and the DNS proxy's cache per endpoint.
         fqdn_selectors = [p.fqdn for e in entries for p in (e.peers or ()) if p.fqdn is not None]
         self._fqdn_matcher = DNSMatcher(fqdn_selectors)
@@ -245,6 +246,8 @@ class PolicyEngine:
                         break
             for key in stale:
                 del self._compiled[key]
+            if stale:
+                self._ep_policies.clear()
 
     def identity_seen_from(self, ep: Endpoint, observer: str | None) -> Identity:
         """An endpoint's identity as another node's datapath sees it."""
@@ -275,11 +278,16 @@ class PolicyEngine:
         return key
 
     def policy(self, ep: Endpoint) -> EndpointPolicy:
+        # Per endpoint object first: hashing the compile key is the costlier lookup.
+        mine = self._ep_policies.get(id(ep))
+        if mine is not None and mine[0] is ep:
+            return mine[1]
         key = self.compile_key(ep)
         hit = self._compiled.get(key)
         if hit is None:
             hit = self._compile(ep)
             self._compiled[key] = hit
+        self._ep_policies[id(ep)] = (ep, hit)
         return hit
 
     def _compile(self, ep: Endpoint) -> EndpointPolicy:

@@ -58,11 +58,8 @@ class MapEntry:
     auth: str | None = None
     contributions: list[L7Contribution] = field(default_factory=list)
     refs: tuple[PolicyRef, ...] = ()  # the policies of `origins`, sorted (Hubble's *_by lists)
-
-    @property
-    def redirect(self) -> bool:
-        """A proxy redirect: some rule for this key carries L7 rules (redirect beats none)."""
-        return any(c.rules is not None for c in self.contributions)
+    # A proxy redirect: some rule for this key carries L7 rules (redirect beats none).
+    redirect: bool = False
 
     @property
     def match_type(self) -> str:
@@ -130,6 +127,7 @@ def _merge(m: MapEntry, entries: list[_RuleEntry]) -> MapEntry:
             if e.contribution is not None and e.contribution not in m.contributions:
                 m.contributions.append(e.contribution)
     m.refs = tuple(sorted({o.ref for o in m.origins}))
+    m.redirect = any(c.rules is not None for c in m.contributions)
     return m
 
 
@@ -192,7 +190,7 @@ class _PortView:
             t = _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, best.port), deny), list(sig))
             if len(self.templates) < 4096:
                 self.templates[sig] = t
-        return Lookup(MapEntry(PolicyKey(direction, identity, best.port), deny, t.origins, t.auth, t.contributions, t.refs))
+        return Lookup(MapEntry(PolicyKey(direction, identity, best.port), deny, t.origins, t.auth, t.contributions, t.refs, t.redirect))
 
 
 class PolicyMap:
@@ -300,11 +298,11 @@ class PolicyMap:
         return _merge(MapEntry(PolicyKey(self.direction, identity, port), deny), same)
 
     def lookup(self, identity: int, proto: int, port: int) -> Lookup:
-        pp = (proto << 16) | port
-        key = (identity << 24) | pp  # an int hashes faster than a tuple
+        key = (identity << 24) | (proto << 16) | port  # an int hashes faster than a tuple
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        pp = (proto << 16) | port
         view = self._views.get(pp)
         if view is None:
             view = self._view(proto, port)
@@ -315,7 +313,7 @@ class PolicyMap:
                     if single is not None:
                         result = Lookup(MapEntry(
                             PolicyKey(self.direction, identity, single.key.port), single.deny,
-                            single.origins, single.auth, single.contributions, single.refs,
+                            single.origins, single.auth, single.contributions, single.refs, single.redirect,
                         ))
                     else:
                         result = view.own(self.direction, identity, i)
