@@ -419,14 +419,12 @@ def check_l7(
     reason = ""
     ok = False
     for c in contributions:
-        where = f"{c.origin}" if c.origin else "allow-all"
         idx: int | None = None
         if c.rules is None:
             hit = True
-            why = f"{where} allows this peer and port without L7 rules: every request passes"
         else:
             assert isinstance(c.rules, L7Rules)
-            present = {"http": c.rules.http, "kafka": c.rules.kafka, "dns": c.rules.dns}[kind]
+            present = c.rules.http if kind == "http" else c.rules.kafka if kind == "kafka" else c.rules.dns
             if present is None:
                 continue
             matcher = _compiled(engine, c.rules, kind)
@@ -438,10 +436,13 @@ def check_l7(
                 hit, idx = k.allowed, k.rule_index
             else:
                 hit = matcher.matches(req.qname)
-            why = f"matched {where}" + (f" rules.{kind}[{idx}]" if idx is not None else "")
         if hit:
             if not ok or c.rules is None:
-                reason = why
+                where = str(c.origin) if c.origin else "allow-all"
+                if c.rules is None:
+                    reason = f"{where} allows this peer and port without L7 rules: every request passes"
+                else:
+                    reason = f"matched {where}" + (f" rules.{kind}[{idx}]" if idx is not None else "")
             ok = True
             if c.origin is not None:
                 allowed_by.append(c.origin.ref)

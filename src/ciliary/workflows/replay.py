@@ -231,7 +231,12 @@ def _request(flow: JSON) -> L7Request | None:
             rest = url.split("://", 1)[1]
             host, _, tail = rest.partition("/")
             path = "/" + tail
-        headers = tuple((str(x.get("key", "")), str(x.get("value", ""))) for x in h.get("headers") or [] if isinstance(x, dict))
+        headers_list = []
+        for x in h.get("headers") or ():
+            if type(x) is dict:
+                k, v = x.get("key", ""), x.get("value", "")
+                headers_list.append((k if type(k) is str else str(k), v if type(v) is str else str(v)))
+        headers = tuple(headers_list)
         return HTTPRequest(str(h.get("method") or "GET"), path or "/", host, headers)
     if isinstance(l7.get("kafka"), dict):
         k = l7["kafka"]
