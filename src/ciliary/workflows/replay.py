@@ -309,19 +309,25 @@ class _Replayer:
         self.conns: dict[tuple[Any, ...], Verdict] = {}
         self.vcache: dict[tuple[Any, ...], Verdict] = {}  # L3/L4 verdicts
         self.rcache: dict[tuple[Any, ...], Verdict] = {}  # DNS query verdicts
-        self.peers: dict[tuple[Any, ...], FlowPeer] = {}
+        self.peers: dict[tuple[Any, ...], tuple[FlowPeer, int, int]] = {}
         self.ep_keys: dict[int, tuple[Endpoint, int]] = {}  # id(endpoint) -> (it, policy side key)
         self.side_ids: dict[tuple[Any, ...], int] = {}
         self.applied: dict[int, tuple[Verdict, JSON, tuple[str, ...]]] = {}
-        self.pairs: dict[tuple[Any, ...], tuple[FlowPeer, FlowPeer, tuple[int, int, int, int] | None]] = {}
 
     # -- peers and decisions --------------------------------------------------------------
-    def peer(self, side: JSON | None, ip: str | None) -> FlowPeer:
+    def peer(self, side: JSON | None, ip: str | None) -> tuple[FlowPeer, int, int]:
+        """The peer of a flow side, with (for a pod endpoint, whose identity every node sees
+        alike) its side key and identity; -1 for both otherwise."""
         side = side or {}
         k = (side.get("namespace"), side.get("pod_name"), ip)
         p = self.peers.get(k)
         if p is None:
-            p = _peer(self.engine, side, ip)
+            fp = _peer(self.engine, side, ip)
+            ep = fp.endpoint
+            if ep is not None and not ep.is_host:
+                p = (fp, self.side_key(ep), ep.identity.id)
+            else:
+                p = (fp, -1, -1)
             if len(self.peers) > 200_000:
                 self.peers.clear()
             self.peers[k] = p
@@ -340,21 +346,14 @@ class _Replayer:
     def pair(
         self, s_side: JSON | None, s_ip: str | None, d_side: JSON | None, d_ip: str | None,
     ) -> tuple[FlowPeer, FlowPeer, tuple[int, int, int, int] | None]:
-        """The peers of a connection's source and destination, and (for two endpoints) the
-        sides key of its decision, once per (namespace, pod, IP) pair."""
-        s_side = s_side or {}
-        d_side = d_side or {}
-        k = (s_side.get("namespace"), s_side.get("pod_name"), s_ip, d_side.get("namespace"), d_side.get("pod_name"), d_ip)
-        hit = self.pairs.get(k)
-        if hit is None:
-            src, dst = self.peer(s_side, s_ip), self.peer(d_side, d_ip)
-            # Two endpoints see each other the same way all along; an address may become an
-            # FQDN identity as DNS answers arrive, so its side is worked out per connection.
-            sides = self.sides(src, dst, None) if src.endpoint is not None and dst.endpoint is not None else None
-            if len(self.pairs) > 200_000:
-                self.pairs.clear()
-            hit = self.pairs[k] = (src, dst, sides)
-        return hit
+        """The peers of a connection's source and destination, and (for two pods) the sides
+        key of its decision. Hosts are seen differently from each node, and an address may
+        become an FQDN identity as DNS answers arrive: their sides are worked out later."""
+        src, s_key, s_id = self.peer(s_side, s_ip)
+        dst, d_key, d_id = self.peer(d_side, d_ip)
+        if s_key >= 0 and d_key >= 0:
+            return src, dst, (s_key, d_id, d_key, s_id)
+        return src, dst, None
 
     def sides(self, src: FlowPeer, dst: FlowPeer, now: float | None) -> tuple[int, int, int, int] | None:
         """(source side, destination as the source sees it, destination side, source as the
