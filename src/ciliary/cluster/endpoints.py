@@ -26,13 +26,12 @@ class Endpoint:
     node: Node | None
     identity: Identity
     labels: LabelSet  # what subject selectors match: identity labels (+ node labels for hosts)
+    # `namespace/pod`, or `node/<name>` for a host endpoint (made once).
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """`namespace/pod`, or `node/<name>` for a host endpoint."""
-        if self.pod is not None:
-            return self.pod.key
-        return f"node/{self.node.name}" if self.node is not None else "node/?"
+    def __post_init__(self) -> None:
+        key = self.pod.key if self.pod is not None else f"node/{self.node.name}" if self.node is not None else "node/?"
+        object.__setattr__(self, "key", key)
 
     @property
     def is_host(self) -> bool:

@@ -44,10 +44,11 @@ class Pod:
     synthetic_ips: bool = False  # ips were assigned from pod_cidr (none in the input)
     phase: str | None = None  # status.phase if given
     owner: str | None = None  # "Deployment/frontend" for synthetic pods
+    # `namespace/name`, made once: verdicts and reports name pods by it.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
     def __hash__(self) -> int:  # labels are a read-only dict view, which is unhashable
         return hash(("Pod", self.namespace, self.name))

@@ -50,6 +50,8 @@ class AgentConfig:
     def audit_for(self, endpoint_key: str) -> bool:
         if self.policy_audit_mode:
             return True
+        if not self.audit_mode_endpoints:
+            return False
         return any(fnmatch.fnmatchcase(endpoint_key, g) for g in self.audit_mode_endpoints)
 
     def with_overrides(self, **kw: Any) -> AgentConfig:

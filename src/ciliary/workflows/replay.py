@@ -312,7 +312,7 @@ class _Replayer:
         self.peers: dict[tuple[Any, ...], tuple[FlowPeer, int, int]] = {}
         self.ep_keys: dict[int, tuple[Endpoint, int]] = {}  # id(endpoint) -> (it, policy side key)
         self.side_ids: dict[tuple[Any, ...], int] = {}
-        self.applied: dict[int, tuple[Verdict, JSON, tuple[str, ...]]] = {}
+        self.applied: dict[int, tuple[Verdict, JSON, frozenset[str]]] = {}
 
     # -- peers and decisions --------------------------------------------------------------
     def peer(self, side: JSON | None, ip: str | None) -> tuple[FlowPeer, int, int]:
@@ -410,8 +410,9 @@ class _Replayer:
                     self.applied.clear()
                 self.applied[id(v)] = hit
         out.update(hit[1])
-        for k in hit[2]:
-            out.pop(k, None)
+        if not hit[2].isdisjoint(out):
+            for k in hit[2]:
+                out.pop(k, None)
         if v.l7 is not None and v.l7.verdict == DROPPED:
             out["verdict"] = DROPPED
             if v.l7.http_status and isinstance(out.get("l7"), dict):
@@ -564,7 +565,7 @@ class _Replayer:
             rep.changed.append(rf)
 
 
-def _annotations(v: Verdict) -> tuple[JSON, tuple[str, ...]]:
+def _annotations(v: Verdict) -> tuple[JSON, frozenset[str]]:
     """The output fields of a verdict: those to set and those to remove."""
     upd: JSON = {"verdict": v.verdict}
     pops: list[str] = []
@@ -582,4 +583,4 @@ def _annotations(v: Verdict) -> tuple[JSON, tuple[str, ...]]:
             upd[key] = _refs(refs)
         else:
             pops.append(key)
-    return upd, tuple(pops)
+    return upd, frozenset(pops)
