@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, Literal, cast
+from typing import IO, Any, Final, Literal, TypeVar, cast
 
 import orjson
 
@@ -81,6 +81,7 @@ class ReadStats:
 
 
 OnBadLine = Callable[[BadLine], None]
+T = TypeVar("T")
 
 _loads = orjson.loads
 _BOM: Final = b"\xef\xbb\xbf"
@@ -118,6 +119,10 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
+def _triple(flow: JSON, env: JSON | None, lineno: int) -> tuple[JSON, JSON | None, int]:
+    return flow, env, lineno
+
+
 def iter_raw(
     source: PathLike | IO[bytes],
     stats: ReadStats,
@@ -132,6 +137,21 @@ def iter_raw(
     The low-level reader behind `read_flows`; `observe` uses it to avoid wrapping flows that
     its filters reject. `stats` is updated as lines are consumed.
     """
+    return map_raw(source, stats, _triple, strict=strict, validate=validate, on_bad=on_bad, name=name)
+
+
+def map_raw(
+    source: PathLike | IO[bytes],
+    stats: ReadStats,
+    fn: Callable[[JSON, JSON | None, int], T],
+    *,
+    strict: bool = False,
+    validate: bool = False,
+    on_bad: OnBadLine | None = None,
+    name: str | None = None,
+) -> Generator[T, None, None]:
+    """`iter_raw` with `fn(flow, envelope_or_None, line_number)` applied to every flow in
+    the reading loop itself (a streaming consumer saves a generator level per flow)."""
     path = name if name is not None else display_name(source)
     validate = validate or strict
     if isinstance(source, str | Path):
@@ -189,7 +209,7 @@ def iter_raw(
                     _bad(stats, path, lineno, "; ".join(errors[:3]), strict, on_bad)
                     continue
             flows += 1
-            yield flow, env, lineno
+            yield fn(flow, env, lineno)
     finally:
         stats.flows += flows
         stats.blank += blank

@@ -19,7 +19,7 @@ from typing import Any
 
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.cluster.model import Pod
-from ciliary.flows.codec import OnBadLine, ReadStats, iter_raw
+from ciliary.flows.codec import OnBadLine, ReadStats, map_raw
 from ciliary.identity.labels import LabelSet
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.kafka import KafkaRequest, kafka_api_key
@@ -284,11 +284,9 @@ def replay(
     """
     rep = report if report is not None else ReplayReport()
     state = _Replayer(engine, rep)
-    one = state.one
     for src in sources:
-        name = str(src)
-        for flow, _env, lineno in iter_raw(src, rep.stats, strict=strict, on_bad=on_bad):
-            yield one(flow, name, lineno)
+        state.file = str(src)
+        yield from map_raw(src, rep.stats, state.one, strict=strict, on_bad=on_bad)
 
 
 _MATCH_TYPE_CODES = {"L3_ONLY": 1, "L3_L4": 2, "L4_ONLY": 3, "ALL": 4, "L3_PROTO": 5, "PROTO_ONLY": 6}
@@ -306,6 +304,7 @@ class _Replayer:
     def __init__(self, engine: PolicyEngine, rep: ReplayReport) -> None:
         self.engine = engine
         self.rep = rep
+        self.file = ""  # the source being read
         self.conns: dict[tuple[Any, ...], Verdict] = {}
         self.vcache: dict[tuple[Any, ...], Verdict] = {}  # L3/L4 verdicts
         self.rcache: dict[tuple[Any, ...], Verdict] = {}  # DNS query verdicts
@@ -419,7 +418,8 @@ class _Replayer:
                 out["l7"] = {**out["l7"], "type": "RESPONSE"}
 
     # -- one flow -------------------------------------------------------------------------
-    def one(self, flow: JSON, file: str, lineno: int) -> ReplayedFlow:
+    def one(self, flow: JSON, _env: JSON | None, lineno: int) -> ReplayedFlow:
+        file = self.file
         recorded = flow.get("verdict") or ""
         if type(recorded) is not str:
             recorded = str(recorded)
