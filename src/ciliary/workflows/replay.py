@@ -219,6 +219,11 @@ def _flow_endpoint(engine: PolicyEngine, side: JSON, ns: str, pod: str, ip: str 
     return ep
 
 
+def _l7_dict(flow: JSON) -> JSON | None:
+    l7 = flow.get("l7")
+    return l7 if type(l7) is dict else None
+
+
 def _request(flow: JSON) -> L7Request | None:
     l7 = flow.get("l7")
     if not isinstance(l7, dict) or l7.get("type") not in ("REQUEST", None):
@@ -304,6 +309,7 @@ class _Replayer:
     def __init__(self, engine: PolicyEngine, rep: ReplayReport) -> None:
         self.engine = engine
         self.rep = rep
+        self.by_verdict = rep.by_verdict
         self.file = ""  # the source being read
         self.conns: dict[tuple[Any, ...], Verdict] = {}
         self.vcache: dict[tuple[Any, ...], Verdict] = {}  # L3/L4 verdicts
@@ -419,7 +425,6 @@ class _Replayer:
 
     # -- one flow -------------------------------------------------------------------------
     def one(self, flow: JSON, _env: JSON | None, lineno: int) -> ReplayedFlow:
-        file = self.file
         recorded = flow.get("verdict") or ""
         if type(recorded) is not str:
             recorded = str(recorded)
@@ -428,15 +433,19 @@ class _Replayer:
         sip, dip = ips.get("source"), ips.get("destination")
         l4d = flow.get("l4")
         tcp = l4d.get("TCP") if type(l4d) is dict else None
-        if type(tcp) is dict:  # most flows: inlined _l4
-            l4: tuple[int, int, int] | None = (PROTO_TCP, tcp.get("source_port") or 0, tcp.get("destination_port") or 0)
+        l4: tuple[int, int, int] | None
+        if type(tcp) is dict:  # most flows: _l4 inlined
+            proto, sport, dport = PROTO_TCP, tcp.get("source_port") or 0, tcp.get("destination_port") or 0
+            l4 = None
         else:
             l4 = _l4(flow)
-        l7 = flow.get("l7")
-        is_reply = bool(flow.get("is_reply"))
-        if l7 is None and l4 is not None and sip and dip:
-            # The common case first: an L3/L4 flow of a connection already seen.
+            if l4 is None:
+                return self.judge(flow, recorded, sip, dip, None, _l7_dict(flow), bool(flow.get("is_reply")), lineno)
             proto, sport, dport = l4
+        is_reply = bool(flow.get("is_reply"))
+        l7 = flow.get("l7")
+        if l7 is None and sip and dip:
+            # The common case first: an L3/L4 flow of a connection already seen.
             conns = self.conns
             if is_reply:
                 known = conns.get((proto, dip, dport, sip, sport)) or conns.get((proto, sip, sport, dip, dport))
@@ -445,28 +454,26 @@ class _Replayer:
             if known is not None:
                 # conntrack: the connection's verdict; a reply of a dropped connection never happens.
                 predicted = known.verdict
-                if is_reply and predicted != DROPPED:
-                    predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-                flow["verdict"] = predicted
                 if predicted == DROPPED:
                     self.apply(flow, known)
-                rf = ReplayedFlow(flow, recorded, predicted, None, "follows its connection", file, lineno)
-                by = self.rep.by_verdict
+                elif is_reply:
+                    predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+                flow["verdict"] = predicted
+                rf = ReplayedFlow(flow, recorded, predicted, None, "follows its connection", self.file, lineno)
+                by = self.by_verdict
                 by[predicted] = by.get(predicted, 0) + 1
                 if recorded != predicted and rf.changed:
                     self.count_change(rf)
                 return rf
-            return self.judge(flow, recorded, sip, dip, l4, None, is_reply, file, lineno, tracked=False)
-        if type(l7) is not dict:
-            l7 = None
-        return self.judge(flow, recorded, sip, dip, l4, l7, is_reply, file, lineno)
+            return self.judge(flow, recorded, sip, dip, (proto, sport, dport), None, is_reply, lineno, tracked=False)
+        return self.judge(flow, recorded, sip, dip, (proto, sport, dport), _l7_dict(flow), is_reply, lineno)
 
     def judge(
         self, flow: JSON, recorded: str, sip: str | None, dip: str | None, l4: tuple[int, int, int] | None,
-        l7: JSON | None, is_reply: bool, file: str, lineno: int, tracked: bool = True,
+        l7: JSON | None, is_reply: bool, lineno: int, tracked: bool = True,
     ) -> ReplayedFlow:
         """Decide a flow that does not follow a known connection (`tracked`: look it up)."""
-        engine, rep = self.engine, self.rep
+        engine, rep, file = self.engine, self.rep, self.file
         out = flow
         # Time only matters once DNS answers have been learned (TTLs) or for a DNS answer.
         now = _time(flow) if (engine.fqdn_caches or l7 is not None) else None
@@ -552,7 +559,7 @@ class _Replayer:
             g.policies.update(str(r.origin.ref) for r in side.policy.rules if r.default_deny)
 
     def count(self, rf: ReplayedFlow) -> ReplayedFlow:
-        by = self.rep.by_verdict
+        by = self.by_verdict
         by[rf.predicted] = by.get(rf.predicted, 0) + 1
         if rf.recorded != rf.predicted and rf.changed:
             self.count_change(rf)
