@@ -313,7 +313,8 @@ class _Replayer:
         self.file = ""  # the source being read
         self.conns: dict[tuple[Any, ...], Verdict] = {}
         self.vcache: dict[tuple[Any, ...], Verdict] = {}  # L3/L4 verdicts
-        self.rcache: dict[tuple[Any, ...], Verdict] = {}  # DNS query verdicts
+        self.rcache: dict[tuple[Any, ...], Verdict] = {}  # DNS query and HTTP request verdicts
+        self.header_rules: dict[int, tuple[Verdict, bool]] = {}
         self.peers: dict[tuple[Any, ...], tuple[FlowPeer, int, int]] = {}
         self.ep_keys: dict[int, tuple[Endpoint, int]] = {}  # id(endpoint) -> (it, policy side key)
         self.side_ids: dict[tuple[Any, ...], int] = {}
@@ -392,17 +393,36 @@ class _Replayer:
                 self.vcache[key] = v
         if request is None or not (v.egress.redirected or v.ingress.redirected):
             return v
-        # A request is checked by the proxy of each redirecting side. DNS names repeat, so
-        # their verdicts are kept; HTTP and Kafka requests rarely do (ids, paths).
+        # A request is checked by the proxy of each redirecting side. DNS names repeat; HTTP
+        # requests repeat too once headers the rules never read (request ids) are left out.
+        rkey: tuple[Any, ...] | None = None
         if type(request) is DNSQuery:
             rkey = (key, request)
-            r = self.rcache.get(rkey)
-            if r is None:
-                r = decide_request(self.engine, v, request)
-                if len(self.rcache) < 200_000:
-                    self.rcache[rkey] = r
-            return r
-        return decide_request(self.engine, v, request)
+        elif type(request) is HTTPRequest and not self.reads_headers(v):
+            rkey = (key, request.method, request.path, request.host)
+        if rkey is None:
+            return decide_request(self.engine, v, request)
+        r = self.rcache.get(rkey)
+        if r is None:
+            r = decide_request(self.engine, v, request)
+            if len(self.rcache) < 200_000:
+                self.rcache[rkey] = r
+        return r
+
+    def reads_headers(self, v: Verdict) -> bool:
+        """Whether an HTTP rule a redirecting side of `v` checks requests against looks at
+        headers (then every request is judged on its own)."""
+        hit = self.header_rules.get(id(v))
+        if hit is not None and hit[0] is v:
+            return hit[1]
+        reads = False
+        for side in (v.egress, v.ingress):
+            if side.redirected and side.policy is not None and side.peer_identity is not None:
+                for c in side.policy.policy_map.l7_contributions(side.peer_identity.id, v.flow.proto, v.flow.dport):
+                    http = getattr(c.rules, "http", None) or ()
+                    reads = reads or any(r.headers or r.header_matches for r in http)
+        self.header_rules[id(v)] = (v, reads)
+        return reads
 
     def apply(self, out: JSON, v: Verdict, keep: bool = True) -> None:
         """Write the predicted verdict into the output flow (fields made once per verdict
