@@ -483,15 +483,6 @@ def test_l7_proxy_disabled_never_redirects() -> None:
         assert not v.egress.redirected and not v.ingress.redirected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Cilium rejects a policy with L7 rules when --enable-l7-proxy=false (pkg/policy/api/"
-        "rule_validation.go: 'L7 policy is not supported since L7 proxy is not enabled'), so it "
-        "imports nothing and does not select app/server; the engine, given such a policy anyway, "
-        "installs its L3/L4 part and puts app/server's ingress in default deny"
-    ),
-)
 def test_l7_proxy_disabled_engine_ignores_the_rejected_policy() -> None:
     e = engine(HTTP_RULES, enable_l7_proxy=False)
     # app/server then has no policy at all: ingress not enforced

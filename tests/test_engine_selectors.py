@@ -214,16 +214,18 @@ def test_policy_cidr_match_mode_nodes(src: str, dst: str, default: tuple[str, st
     assert short(verdict(engine(p, policy_cidr_match_mode="nodes"), src, dst, "22/TCP")) == nodes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policy-cidr-match-mode=nodes: the local host identity gets no cidr: labels in ciliary; "
-    "Cilium merges the node's CIDR labels into the host identity (pkg/node/manager "
-    "nodeIdentityLabels, pkg/ipcache/metadata.go resolveIdentity)",
-)
 def test_policy_cidr_match_mode_nodes_selects_own_node() -> None:
+    # The local node's addresses' cidr: labels join the host identity (pkg/node/manager
+    # nodeIdentityLabels, pkg/ipcache/metadata.go resolveIdentity): a CIDR rule covering the
+    # pod's own node selects identity 1 in nodes mode, and only then. The host's ingress is
+    # not enforced (no host firewall), so the egress side reports the verdict.
     p = cnp("p", "endpointSelector: {}\negress: [{toCIDR: [172.18.0.0/16]}]")
     e = engine(p, policy_cidr_match_mode="nodes")
-    assert outcome(verdict(e, "app/client", NODE1_IP, "22/TCP")) == (FORWARDED, None, INGRESS)
+    v = verdict(e, "app/client", NODE1_IP, "22/TCP")
+    assert outcome(v) == (FORWARDED, None, EGRESS)
+    assert v.dst_identity is not None and v.dst_identity.id == 1
+    assert f"cidr:{NODE1_IP}/32" in v.dst_identity.labels.to_strings()
+    assert outcome(verdict(engine(p), "app/client", NODE1_IP, "22/TCP")) == (DROPPED, POLICY_DENIED, EGRESS)
 
 
 def test_policy_cidr_match_mode_nodes_keeps_kube_apiserver() -> None:

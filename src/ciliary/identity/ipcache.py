@@ -159,6 +159,11 @@ class IPCache:
             )
         )
 
+    def add_host_labels(self, extra: list[Label]) -> None:
+        """Merge labels into the observing node's host identity (policy-cidr-match-mode=nodes
+        gives it the `cidr:` labels of the node's addresses)."""
+        self._set_host_labels(extra)
+
     def _set_host_labels(self, extra: list[Label]) -> None:
         new = self.allocator.host_with([*self._host.labels, *extra])
         if new == self._host:

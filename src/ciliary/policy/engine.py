@@ -23,6 +23,7 @@ from ciliary.identity.selector import LabelIndex, Selector
 from ciliary.l7.dns import DNSMatcher, fqdn
 from ciliary.model import cilium as api
 from ciliary.model.policy import PolicySet
+from ciliary.model.validate import has_l7_rules
 from ciliary.policy.config import AgentConfig
 from ciliary.policy.fqdn import FQDNCache
 from ciliary.policy.mapstate import WILDCARD_IDENTITY, Lookup, PolicyMap
@@ -79,7 +80,13 @@ class PolicyEngine:
             policy_default_local_cluster=config.policy_default_local_cluster,
             services=self._service_peers,
         )
-        entries = [e for p in policies.policies for e in translate_policy(p, topts)]
+        # With the L7 proxy disabled, Cilium refuses a policy with L7 rules as a whole (the
+        # loader reports it; an engine given one anyway imports nothing of it either).
+        entries = [
+            e for p in policies.policies
+            if config.enable_l7_proxy or not has_l7_rules(p.obj)
+            for e in translate_policy(p, topts)
+        ]
         self.repository = Repository(entries)
         self.identities = ClusterIdentities.build(cluster)
         self.allocator = self.identities.allocator
@@ -175,6 +182,10 @@ class PolicyEngine:
                     if n.name != node:
                         for ip in n.ips:
                             cache.upsert(ip, self._node_identities[ip], 10_000)
+                    elif n.ips:
+                        # The local node: its addresses' CIDR labels join the host identity
+                        # (pkg/node/manager nodeIdentityLabels).
+                        cache.add_host_labels([Label.cidr(ip) for ip in n.ips])
             self._ipcaches[node] = cache
         return cache
 
