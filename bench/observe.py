@@ -231,7 +231,13 @@ def main() -> None:
         fn = phase_plain if sys.argv[1] == "plain" else phase_observe
         print(json.dumps(fn(sys.argv[2])))
         return
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        print(__doc__)
+        return
+    try:
+        n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    except ValueError:
+        sys.exit(f"usage: python bench/observe.py [N]   (N flows, default 1_000_000), not {sys.argv[1]!r}")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "flows.jsonl")
         t = time.perf_counter()
