@@ -118,7 +118,8 @@ class PolicyEngine:
         fqdn_selectors = [p.fqdn for e in entries for p in (e.peers or ()) if p.fqdn is not None]
         self._fqdn_matcher = DNSMatcher(fqdn_selectors)
         self.fqdn_caches: dict[str, FQDNCache] = {}
-        self._fqdn_ips: dict[str, dict[str, str | None]] = {}  # ip -> endpoint key -> node
+        # ip -> node -> keys of the endpoints there whose DNS proxy learned the ip
+        self._fqdn_ips: dict[str, dict[str | None, set[str]]] = {}
         self._fqdn_identities: dict[tuple[str, frozenset[str]], Identity] = {}  # (ip, selector keys) ->
         self._policy_keys: dict[int, tuple[object, ...]] = {}
         # Pods that flows name but the snapshot lacks (replay); identities from flow labels.
@@ -216,14 +217,15 @@ class PolicyEngine:
         """An answer the DNS proxy let through for `ep` (only those feed the cache)."""
         self.fqdn_cache(ep).update(fqdn(qname), ips, ttl, now)
         for ip in ips:
-            self._fqdn_ips.setdefault(ip, {})[ep.key] = node_name(ep)
+            self._fqdn_ips.setdefault(ip, {}).setdefault(node_name(ep), set()).add(ep.key)
 
     def _fqdn_identity(self, ip: str, observer: str | None, now: float | None) -> Identity | None:
-        keys: list[str] = []
-        for key, node in self._fqdn_ips.get(ip, {}).items():
-            if observer is None or node == observer:
-                for name in self.fqdn_caches[key].names_for(ip, now):
-                    keys.extend(k for k in self._fqdn_matcher.matching(name) if k not in keys)
+        by_node = self._fqdn_ips.get(ip, {})
+        learners = [k for ks in by_node.values() for k in ks] if observer is None else by_node.get(observer, ())
+        names: set[str] = set()
+        for key in learners:
+            names.update(self.fqdn_caches[key].names_for(ip, now))
+        keys = {k for name in names for k in self._fqdn_matcher.matching(name)}
         if not keys:
             return None
         memo = (ip, frozenset(keys))

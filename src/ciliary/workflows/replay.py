@@ -310,6 +310,7 @@ class _Replayer:
         self.engine = engine
         self.rep = rep
         self.by_verdict = rep.by_verdict
+        self.fresh = 0  # verdicts made for one flow only (not kept in a cache)
         self.file = ""  # the source being read
         self.conns: dict[tuple[Any, ...], Verdict] = {}
         self.vcache: dict[tuple[Any, ...], Verdict] = {}  # L3/L4 verdicts
@@ -384,6 +385,7 @@ class _Replayer:
         if sides is None:
             sides = self.sides(src, dst, now)
             if sides is None:
+                self.fresh += 1
                 return decide(self.engine, Flow(src, dst, proto, dport, request, now))
         key = (sides, proto, dport)
         v = self.vcache.get(key)
@@ -401,6 +403,7 @@ class _Replayer:
         elif type(request) is HTTPRequest and not self.reads_headers(v):
             rkey = (key, request.method, request.path, request.host)
         if rkey is None:
+            self.fresh += 1
             return decide_request(self.engine, v, request)
         r = self.rcache.get(rkey)
         if r is None:
@@ -533,11 +536,15 @@ class _Replayer:
         if is_reply:
             # A reply whose connection we never saw: judge the original direction.
             src, dst, sides = self.pair(flow.get("destination"), dip, flow.get("source"), sip)
+            fresh = self.fresh
             v = self.decide(src, dst, proto, sport, None, now, sides)
+            shared = fresh == self.fresh
             conns[rkey] = v
         else:
             src, dst, sides = self.pair(flow.get("source"), sip, flow.get("destination"), dip)
+            fresh = self.fresh
             v = self.decide(src, dst, proto, dport, request, now, sides)
+            shared = fresh == self.fresh  # a kept verdict, not one made for this flow alone
             if request is None:
                 conns[key] = v
         if len(conns) > _MAX_CONNECTIONS:
@@ -549,7 +556,7 @@ class _Replayer:
             predicted = DROPPED
         if predicted != DROPPED and not is_reply and src.endpoint is not None and dst.endpoint is None and src.endpoint.key in engine.fqdn_caches:
             engine.fqdn_caches[src.endpoint.key].mark_connection(dip, now)
-        self.apply(out, v, keep=request is None or type(request) is DNSQuery)
+        self.apply(out, v, keep=shared)
         if is_reply and predicted != DROPPED:
             out["verdict"] = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
         rf = ReplayedFlow(out, recorded, predicted, v, "decided", file, lineno)
