@@ -160,12 +160,16 @@ class _PortView:
             own += [e for e in covering if e.ids is not None and not e.deny]
         # (ids, index, beats the wildcard answer, merged entry if the key has one rule entry)
         self.scan: list[tuple[frozenset[int], int, bool, MapEntry | None]] = []
+        per_key: dict[tuple[int, bool], int] = {}
+        for e in own:
+            per_key[(e.pkey, e.deny)] = per_key.get((e.pkey, e.deny), 0) + 1
         for i, e in enumerate(own):
             assert e.ids is not None
             wild = wild_deny if e.deny else wild_allow
             wins = wild is None or e.spec >= wild.spec
-            shared = any(o.pkey == e.pkey and o.deny == e.deny for o in own if o is not e)
-            single = None if shared else _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, e.port), e.deny), [e])
+            single = None
+            if wins and per_key[(e.pkey, e.deny)] == 1:
+                single = _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, e.port), e.deny), [e])
             self.scan.append((e.ids, i, wins, single))
         self._own = own
         self.templates: dict[tuple[_RuleEntry, ...], MapEntry] = {}
