@@ -498,11 +498,10 @@ class _Replayer:
         """Decide a flow that does not follow a known connection (`tracked`: look it up)."""
         engine, rep, file = self.engine, self.rep, self.file
         out = flow
-        # Time only matters once DNS answers have been learned (TTLs) or for a DNS answer.
-        now = _time(flow) if (engine.fqdn_caches or l7 is not None) else None
         # DNS answers feed the FQDN cache if the new policies let the query through the proxy.
         if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
             dns = l7["dns"]
+            now = _time(flow)
             client, server, sides = self.pair(flow.get("destination"), dip, flow.get("source"), sip)
             answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
             if client.endpoint is not None and dns.get("query") and l4 is not None:
@@ -533,15 +532,19 @@ class _Replayer:
                 if predicted == DROPPED:
                     self.apply(out, known)
                 return self.count(ReplayedFlow(out, recorded, predicted, None, "follows its connection", file, lineno))
+        # A reply whose connection we never saw is judged in the original direction.
         if is_reply:
-            # A reply whose connection we never saw: judge the original direction.
             src, dst, sides = self.pair(flow.get("destination"), dip, flow.get("source"), sip)
+        else:
+            src, dst, sides = self.pair(flow.get("source"), sip, flow.get("destination"), dip)
+        # Time matters only for an address once DNS answers were learned (their TTLs).
+        now = _time(flow) if sides is None and engine.fqdn_caches else None
+        if is_reply:
             fresh = self.fresh
             v = self.decide(src, dst, proto, sport, None, now, sides)
             shared = fresh == self.fresh
             conns[rkey] = v
         else:
-            src, dst, sides = self.pair(flow.get("source"), sip, flow.get("destination"), dip)
             fresh = self.fresh
             v = self.decide(src, dst, proto, dport, request, now, sides)
             shared = fresh == self.fresh  # a kept verdict, not one made for this flow alone
