@@ -310,16 +310,14 @@ class _Replayer:
         self.engine = engine
         self.rep = rep
         self.by_verdict = rep.by_verdict
-        self.fresh = 0  # verdicts made for one flow only (not kept in a cache)
         self.file = ""  # the source being read
-        self.conns: dict[tuple[Any, ...], Verdict] = {}
-        self.vcache: dict[tuple[Any, ...], Verdict] = {}  # L3/L4 verdicts
-        self.rcache: dict[tuple[Any, ...], Verdict] = {}  # DNS query and HTTP request verdicts
+        self.conns: dict[tuple[Any, ...], _Decision] = {}  # the connection's decision
+        self.vcache: dict[tuple[Any, ...], _Decision] = {}  # L3/L4 decisions
+        self.rcache: dict[tuple[Any, ...], _Decision] = {}  # DNS query and HTTP request decisions
         self.header_rules: dict[int, tuple[Verdict, bool]] = {}
         self.peers: dict[tuple[Any, ...], tuple[FlowPeer, int, int]] = {}
         self.ep_keys: dict[int, tuple[Endpoint, int]] = {}  # id(endpoint) -> (it, policy side key)
         self.side_ids: dict[tuple[Any, ...], int] = {}
-        self.applied: dict[int, tuple[Verdict, JSON, frozenset[str]]] = {}
 
     # -- peers and decisions --------------------------------------------------------------
     def peer(self, side: JSON | None, ip: str | None) -> tuple[FlowPeer, int, int]:
@@ -378,23 +376,23 @@ class _Replayer:
     def decide(
         self, src: FlowPeer, dst: FlowPeer, proto: int, dport: int, request: L7Request | None, now: float | None,
         sides: tuple[int, int, int, int] | None = None,
-    ) -> Verdict:
+    ) -> _Decision:
         """Connections between the same identities on the same port get the same verdict:
         decide once per (source side, destination side, protocol, port), as the policy map
-        would."""
+        would. The decision carries the fields it writes into output flows, made once too."""
         if sides is None:
             sides = self.sides(src, dst, now)
             if sides is None:
-                self.fresh += 1
-                return decide(self.engine, Flow(src, dst, proto, dport, request, now))
+                return _decision(decide(self.engine, Flow(src, dst, proto, dport, request, now)))
         key = (sides, proto, dport)
-        v = self.vcache.get(key)
-        if v is None:
-            v = decide(self.engine, Flow(src, dst, proto, dport, None, now))
+        d = self.vcache.get(key)
+        if d is None:
+            d = _decision(decide(self.engine, Flow(src, dst, proto, dport, None, now)))
             if len(self.vcache) < 500_000:
-                self.vcache[key] = v
+                self.vcache[key] = d
+        v = d[0]
         if request is None or not (v.egress.redirected or v.ingress.redirected):
-            return v
+            return d
         # A request is checked by the proxy of each redirecting side. DNS names repeat; HTTP
         # requests repeat too once headers the rules never read (request ids) are left out.
         rkey: tuple[Any, ...] | None = None
@@ -403,11 +401,10 @@ class _Replayer:
         elif type(request) is HTTPRequest and not self.reads_headers(v):
             rkey = (key, request.method, request.path, request.host)
         if rkey is None:
-            self.fresh += 1
-            return decide_request(self.engine, v, request)
+            return _decision(decide_request(self.engine, v, request))
         r = self.rcache.get(rkey)
         if r is None:
-            r = decide_request(self.engine, v, request)
+            r = _decision(decide_request(self.engine, v, request))
             if len(self.rcache) < 200_000:
                 self.rcache[rkey] = r
         return r
@@ -427,19 +424,13 @@ class _Replayer:
         self.header_rules[id(v)] = (v, reads)
         return reads
 
-    def apply(self, out: JSON, v: Verdict, keep: bool = True) -> None:
-        """Write the predicted verdict into the output flow (fields made once per verdict
-        that is `keep`: one that many flows share)."""
-        hit = self.applied.get(id(v))
-        if hit is None or hit[0] is not v:
-            hit = (v, *_annotations(v))
-            if keep:
-                if len(self.applied) > 500_000:
-                    self.applied.clear()
-                self.applied[id(v)] = hit
-        out.update(hit[1])
-        if not hit[2].isdisjoint(out):
-            for k in hit[2]:
+    @staticmethod
+    def apply(out: JSON, d: _Decision) -> None:
+        """Write a decision's predicted verdict into the output flow."""
+        v, upd, pops = d
+        out.update(upd)
+        if not pops.isdisjoint(out):
+            for k in pops:
                 out.pop(k, None)
         if v.l7 is not None and v.l7.verdict == DROPPED:
             out["verdict"] = DROPPED
@@ -476,7 +467,7 @@ class _Replayer:
                 known = conns.get((proto, sip, sport, dip, dport))
             if known is not None:
                 # conntrack: the connection's verdict; a reply of a dropped connection never happens.
-                predicted = known.verdict
+                predicted = known[0].verdict
                 if predicted == DROPPED:
                     self.apply(flow, known)
                 elif is_reply:
@@ -505,12 +496,13 @@ class _Replayer:
             client, server, sides = self.pair(flow.get("destination"), dip, flow.get("source"), sip)
             answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
             if client.endpoint is not None and dns.get("query") and l4 is not None:
-                q = self.decide(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now, sides)
+                qd = self.decide(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now, sides)
+                q = qd[0]
                 ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
                 if ok and answer_ips:
                     engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
                 predicted = q.verdict if not (q.l7 and q.l7.verdict == DROPPED) else DROPPED
-                self.apply(out, q)
+                self.apply(out, qd)
                 return self.count(ReplayedFlow(out, recorded, predicted, q, "DNS response", file, lineno))
         if l4 is None or not sip or not dip:
             rep.unjudged += 1
@@ -525,7 +517,7 @@ class _Replayer:
             if known is None and is_reply:
                 known = conns.get(key)
             if known is not None:
-                predicted = known.verdict
+                predicted = known[0].verdict
                 if is_reply and predicted != DROPPED:
                     predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
                 out["verdict"] = predicted
@@ -540,16 +532,13 @@ class _Replayer:
         # Time matters only for an address once DNS answers were learned (their TTLs).
         now = _time(flow) if sides is None and engine.fqdn_caches else None
         if is_reply:
-            fresh = self.fresh
-            v = self.decide(src, dst, proto, sport, None, now, sides)
-            shared = fresh == self.fresh
-            conns[rkey] = v
+            d = self.decide(src, dst, proto, sport, None, now, sides)
+            conns[rkey] = d
         else:
-            fresh = self.fresh
-            v = self.decide(src, dst, proto, dport, request, now, sides)
-            shared = fresh == self.fresh  # a kept verdict, not one made for this flow alone
+            d = self.decide(src, dst, proto, dport, request, now, sides)
             if request is None:
-                conns[key] = v
+                conns[key] = d
+        v = d[0]
         if len(conns) > _MAX_CONNECTIONS:
             # Forget the oldest connections, like conntrack garbage collection.
             for old in list(conns)[: _MAX_CONNECTIONS // 10]:
@@ -559,7 +548,7 @@ class _Replayer:
             predicted = DROPPED
         if predicted != DROPPED and not is_reply and src.endpoint is not None and dst.endpoint is None and src.endpoint.key in engine.fqdn_caches:
             engine.fqdn_caches[src.endpoint.key].mark_connection(dip, now)
-        self.apply(out, v, keep=shared)
+        self.apply(out, d)
         if is_reply and predicted != DROPPED:
             out["verdict"] = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
         rf = ReplayedFlow(out, recorded, predicted, v, "decided", file, lineno)
@@ -602,8 +591,11 @@ class _Replayer:
             rep.changed.append(rf)
 
 
-def _annotations(v: Verdict) -> tuple[JSON, frozenset[str]]:
-    """The output fields of a verdict: those to set and those to remove."""
+_Decision = tuple[Verdict, JSON, frozenset[str]]  # a verdict, the output fields it sets and removes
+
+
+def _decision(v: Verdict) -> _Decision:
+    """A verdict with the output fields it sets and those it removes."""
     upd: JSON = {"verdict": v.verdict}
     pops: list[str] = []
     if v.drop_reason_desc:
@@ -620,4 +612,4 @@ def _annotations(v: Verdict) -> tuple[JSON, frozenset[str]]:
             upd[key] = _refs(refs)
         else:
             pops.append(key)
-    return upd, frozenset(pops)
+    return v, upd, frozenset(pops)
