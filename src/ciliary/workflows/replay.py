@@ -401,10 +401,10 @@ class _Replayer:
         elif type(request) is HTTPRequest and not self.reads_headers(v):
             rkey = (key, request.method, request.path, request.host)
         if rkey is None:
-            return _decision(decide_request(self.engine, v, request))
+            return _request_decision(d, decide_request(self.engine, v, request))
         r = self.rcache.get(rkey)
         if r is None:
-            r = _decision(decide_request(self.engine, v, request))
+            r = _request_decision(d, decide_request(self.engine, v, request))
             if len(self.rcache) < 200_000:
                 self.rcache[rkey] = r
         return r
@@ -592,6 +592,21 @@ class _Replayer:
 
 
 _Decision = tuple[Verdict, JSON, frozenset[str]]  # a verdict, the output fields it sets and removes
+
+
+def _request_decision(base: _Decision, r: Verdict) -> _Decision:
+    """The decision of a request on a connection decided as `base`: the output fields are
+    base's when the request changed none of what they are made of (only the proxy's verdict,
+    which `apply` writes itself)."""
+    v = base[0]
+    if (
+        r.verdict == v.verdict and r.drop_reason_desc == v.drop_reason_desc
+        and r.traffic_direction == v.traffic_direction and r.policy_match_type == v.policy_match_type
+        and r.egress.allowed_by is v.egress.allowed_by and r.egress.denied_by is v.egress.denied_by
+        and r.ingress.allowed_by is v.ingress.allowed_by and r.ingress.denied_by is v.ingress.denied_by
+    ):
+        return r, base[1], base[2]
+    return _decision(r)
 
 
 def _decision(v: Verdict) -> _Decision:
