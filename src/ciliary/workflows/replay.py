@@ -472,7 +472,8 @@ class _Replayer:
                     self.apply(flow, known)
                 elif is_reply:
                     predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-                flow["verdict"] = predicted
+                if predicted != recorded:
+                    flow["verdict"] = predicted
                 rf = ReplayedFlow(flow, recorded, predicted, None, "follows its connection", self.file, lineno)
                 by = self.by_verdict
                 by[predicted] = by.get(predicted, 0) + 1
