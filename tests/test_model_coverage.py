@@ -85,3 +85,4 @@ def test_model_has_the_documented_fields() -> None:
         assert expected in fields
     assert ("EgressDenyRule", "toFQDNs") not in fields  # no FQDN deny
     assert ("PortDenyRule", "rules") not in fields  # no L7 deny
+

@@ -19,8 +19,11 @@ from ciliary.model.source import Document, parse_text
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files as given; directories walked recursively for .yaml/.yml/.json, sorted."""
+def expand_paths(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]) -> Iterator[Path]:
+    """Files as given; directories walked recursively for .yaml/.yml/.json, sorted. One
+    path may be given on its own (a string is a path, not a list of characters)."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
     for p in paths:
         path = Path(p)
         if path.is_dir():
@@ -86,7 +89,7 @@ def _parse_cached(data: bytes, text: str, name: str) -> list[Document]:
     return docs
 
 
-def read_documents(paths: Iterable[str | os.PathLike[str]]) -> list[Document]:
+def read_documents(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]) -> list[Document]:
     """All documents of all inputs; every unreadable or malformed file is reported at once."""
     docs: list[Document] = []
     issues: list[ValidationIssue] = []
