@@ -219,6 +219,23 @@ def knp(name: str, spec: str, ns: str = "app") -> str:
 REDIRECTED = "REDIRECTED"
 
 
+def l7_cnp(name: str, direction: str, l4: str, rules: str, subject: str = "server", peer: str = "client") -> str:
+    """A CNP in `app` giving app=`subject` one rule in `direction` (ingress/egress) with the
+    pods app=`peer` on `l4` (`8080/TCP`), carrying the L7 `rules` (YAML under `rules:`)."""
+    port, _, proto = l4.partition("/")
+    peers = "fromEndpoints" if direction == "ingress" else "toEndpoints"
+    body = "\n".join("      " + ln for ln in rules.strip("\n").splitlines())
+    return cnp(name, f"""
+endpointSelector: {{matchLabels: {{app: {subject}}}}}
+{direction}:
+- {peers}: [{{matchLabels: {{app: {peer}}}}}]
+  toPorts:
+  - ports: [{{port: "{port}", protocol: {proto}}}]
+    rules:
+{body}
+""")
+
+
 def l7_verdict(eng: PolicyEngine, src: str, dst: str, l4: str, request: Any) -> Verdict:
     """Decide src -> dst on `l4` for a connection carrying one L7 request
     (`HTTPRequest`, `KafkaRequest` or `DNSQuery`); `request=None` is the bare connection."""

@@ -10,48 +10,18 @@ import pytest
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.kafka import kafka_request
 from ciliary.verdict.decide import DNSQuery, Flow, Verdict, decide, decide_request, resolve_peer
-from engine_helpers import cnp, engine, parse_l4
+from engine_helpers import cnp, engine, l7_cnp, parse_l4
 
-SERVER_HTTP = cnp("server-http", """
-endpointSelector: {matchLabels: {app: server}}
-ingress:
-- fromEndpoints: [{matchLabels: {app: client}}]
-  toPorts:
-  - ports: [{port: "8080", protocol: TCP}]
-    rules:
-      http: [{method: GET, path: "/public.*"}, {method: POST, path: /submit, headers: ["X-Token: abc"]}]
+SERVER_HTTP = l7_cnp("server-http", "ingress", "8080/TCP", """
+http: [{method: GET, path: "/public.*"}, {method: POST, path: /submit, headers: ["X-Token: abc"]}]
 """)
-CLIENT_HTTP_EGRESS = cnp("client-http", """
-endpointSelector: {matchLabels: {app: client}}
-egress:
-- toEndpoints: [{matchLabels: {app: server}}]
-  toPorts:
-  - ports: [{port: "8080", protocol: TCP}]
-    rules:
-      http: [{method: GET}]
-""")
+CLIENT_HTTP_EGRESS = l7_cnp("client-http", "egress", "8080/TCP", "http: [{method: GET}]", subject="client", peer="server")
 SERVER_DENY_LOCAL = cnp("server-deny-local", """
 endpointSelector: {matchLabels: {app: server}}
 ingressDeny: [{fromEndpoints: [{matchLabels: {app: local}}]}]
 """)
-CLIENT_DNS = cnp("client-dns", """
-endpointSelector: {matchLabels: {app: client}}
-egress:
-- toEndpoints: [{matchLabels: {app: server}}]
-  toPorts:
-  - ports: [{port: "53", protocol: UDP}]
-    rules:
-      dns: [{matchPattern: "*.example.com"}]
-""")
-SERVER_KAFKA = cnp("server-kafka", """
-endpointSelector: {matchLabels: {app: server}}
-ingress:
-- fromEndpoints: [{matchLabels: {app: client}}]
-  toPorts:
-  - ports: [{port: "9092", protocol: TCP}]
-    rules:
-      kafka: [{role: produce, topic: orders}]
-""")
+CLIENT_DNS = l7_cnp("client-dns", "egress", "53/UDP", 'dns: [{matchPattern: "*.example.com"}]', subject="client", peer="server")
+SERVER_KAFKA = l7_cnp("server-kafka", "ingress", "9092/TCP", "kafka: [{role: produce, topic: orders}]")
 
 GET_PUBLIC = HTTPRequest("GET", "/public/x", "server", ())
 GET_PRIVATE = HTTPRequest("GET", "/private", "server", ())

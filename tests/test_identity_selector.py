@@ -218,6 +218,8 @@ def test_label_index_agrees_with_matches() -> None:
     # Identities added later (FQDN IPs, pods only flows name) join the cached selections.
     for i in range(40):
         items[1000 + i] = random_labels()
-        index.add(1000 + i, items[1000 + i])
+        grown = index.add(1000 + i, items[1000 + i])
+        # add reports the cached selections the newcomer joined (the engine recompiles by it)
+        assert set(grown) == {s for s in selectors if s.matches(items[1000 + i])}
     for s in selectors:
         assert index.select(s) == frozenset(i for i, labels in items.items() if s.matches(labels)), str(s)

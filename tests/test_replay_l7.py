@@ -10,23 +10,13 @@ from pathlib import Path
 import orjson
 
 from ciliary.workflows.replay import replay
-from engine_helpers import cnp, engine
+from engine_helpers import engine, l7_cnp
 
 CLIENT_IP, SERVER_IP = "10.0.1.1", "10.0.2.1"  # app/client, app/server (engine_helpers.STD_PODS)
 
-HTTP_RULES = cnp("server-http", """
-endpointSelector: {matchLabels: {app: server}}
-ingress:
-- fromEndpoints: [{matchLabels: {app: client}}]
-  toPorts:
-  - ports: [{port: "8080", protocol: TCP}]
-    rules:
-      http:
-      - {method: GET, path: /public}
-      %s
-""")
-NO_HEADER_RULES = HTTP_RULES % ""
-HEADER_RULES = HTTP_RULES % '- {method: GET, path: /private, headers: ["X-Token: abc"]}'
+PUBLIC = "http:\n- {method: GET, path: /public}\n"
+NO_HEADER_RULES = l7_cnp("server-http", "ingress", "8080/TCP", PUBLIC)
+HEADER_RULES = l7_cnp("server-http", "ingress", "8080/TCP", PUBLIC + '- {method: GET, path: /private, headers: ["X-Token: abc"]}')
 
 
 def _request(n: int, path: str, headers: dict[str, str]) -> dict[str, object]:

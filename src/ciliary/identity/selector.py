@@ -374,13 +374,16 @@ class LabelIndex:
         for ident, labels in pairs:
             self.add(ident, labels)
 
-    def add(self, ident: int, labels: LabelSet) -> None:
+    def add(self, ident: int, labels: LabelSet) -> list[Selector]:
+        """Index one more identity; returns the cached selectors that now select it (a new
+        identity changes a selection only by joining it, so the cache is updated in place)."""
         if ident in self._items:
             raise ValueError(f"id {ident} is already indexed")
-        # A new identity changes a selection only by joining it: update the cached ones.
+        grown: list[Selector] = []
         for sel, ids in list(self._cache.items()):
             if sel.matches(labels):
                 self._cache[sel] = ids | {ident}
+                grown.append(sel)
         self._items[ident] = labels
         self._all.add(ident)
         for lb in labels:
@@ -391,6 +394,7 @@ class LabelIndex:
             self._key_any.setdefault(lb.key, set()).add(ident)
         if labels.cidrs:
             self._with_cidr[ident] = labels
+        return grown
 
     def __len__(self) -> int:
         return len(self._items)

@@ -533,13 +533,13 @@ def _l7_empty(rules: L7Rules | None) -> bool:
 def has_l7_rules(obj: object) -> bool:
     """Whether a CNP/CCNP carries L7 rules on an allow rule: what Cilium refuses to import
     when the L7 proxy is disabled (rule_validation.go), the whole policy with it."""
-    rules = getattr(obj, "rules", None)
-    if not callable(rules):
+    if not isinstance(obj, CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy):
         return False  # a Kubernetes NetworkPolicy has no L7 rules
-    for _path, rule in rules():
-        for e in [*(rule.ingress or []), *(rule.egress or [])]:
-            if any(not _l7_empty(pr.rules) for pr in e.to_ports or []):
-                return True
+    for _path, rule in obj.rules():
+        ports = [pr for e in rule.ingress or [] for pr in e.to_ports or []]
+        ports += [pr for e in rule.egress or [] for pr in e.to_ports or []]
+        if any(not _l7_empty(pr.rules) for pr in ports):
+            return True
     return False
 
 

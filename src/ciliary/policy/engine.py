@@ -243,20 +243,16 @@ class PolicyEngine:
         """Make a newly allocated identity selectable (FQDN IPs, pods only flows name)."""
         if ident.id not in self._late_indexed and ident.id not in self._initial_ids:
             self._late_indexed.add(ident.id)
-            self.index.add(ident.id, ident.labels)
-            # Policies with a selector that selects the newcomer are compiled again (their
-            # maps hold the old identity sets); the others are unaffected, as in Cilium's
-            # selector cache, where only the matching selectors notify their users.
-            matches: dict[Selector, bool] = {}
-            stale = []
-            for key, pol in self._compiled.items():
-                for sel in (*pol.ingress.selectors, *pol.egress.selectors):
-                    hit = matches.get(sel)
-                    if hit is None:
-                        hit = matches[sel] = sel.matches(ident.labels)
-                    if hit:
-                        stale.append(key)
-                        break
+            # Every selector a compiled policy used went through the index's cache, so the
+            # selections the newcomer joins are those policies' changes. Those policies are
+            # compiled again (their maps hold the old identity sets); the others are
+            # unaffected, as in Cilium's selector cache, where only the matching selectors
+            # notify their users.
+            grown = set(self.index.add(ident.id, ident.labels))
+            stale = [
+                key for key, pol in self._compiled.items()
+                if not grown.isdisjoint(pol.ingress.selectors) or not grown.isdisjoint(pol.egress.selectors)
+            ]
             for key in stale:
                 del self._compiled[key]
             if stale:

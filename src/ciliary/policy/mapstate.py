@@ -131,6 +131,11 @@ def _merge(m: MapEntry, entries: list[_RuleEntry]) -> MapEntry:
     return m
 
 
+def _keyed(t: MapEntry, direction: str, identity: int) -> Lookup:
+    """The peer's own map entry made from a merged template (shared origins and L7)."""
+    return Lookup(MapEntry(PolicyKey(direction, identity, t.key.port), t.deny, t.origins, t.auth, t.contributions, t.refs, t.redirect))
+
+
 class _PortView:
     """Everything one (protocol, port) needs for a lookup, computed once per port.
 
@@ -194,7 +199,7 @@ class _PortView:
             t = _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, best.port), deny), list(sig))
             if len(self.templates) < 4096:
                 self.templates[sig] = t
-        return Lookup(MapEntry(PolicyKey(direction, identity, best.port), deny, t.origins, t.auth, t.contributions, t.refs, t.redirect))
+        return _keyed(t, direction, identity)
 
 
 class PolicyMap:
@@ -315,10 +320,7 @@ class PolicyMap:
             if identity in ids:
                 if wins:
                     if single is not None:
-                        result = Lookup(MapEntry(
-                            PolicyKey(self.direction, identity, single.key.port), single.deny,
-                            single.origins, single.auth, single.contributions, single.refs, single.redirect,
-                        ))
+                        result = _keyed(single, self.direction, identity)
                     else:
                         result = view.own(self.direction, identity, i)
                 break
@@ -338,7 +340,9 @@ class PolicyMap:
         for e in self._covering(proto, port):
             if not e.deny and e.contribution is not None and e.selects(identity) and e.contribution not in out:
                 out.append(e.contribution)
-        result = self._l7[key] = tuple(out)
+        result = tuple(out)
+        if len(self._l7) < 200_000:
+            self._l7[key] = result
         return result
 
     def _all(self) -> list[_RuleEntry]:

@@ -23,6 +23,7 @@ from ciliary.flows.codec import OnBadLine, ReadStats, map_raw
 from ciliary.identity.labels import LabelSet
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.kafka import KafkaRequest, kafka_api_key
+from ciliary.model.cilium import L7Rules
 from ciliary.model.policy import PolicyRef
 from ciliary.policy.engine import PolicyEngine, node_name
 from ciliary.policy.ports import (
@@ -419,8 +420,8 @@ class _Replayer:
         for side in (v.egress, v.ingress):
             if side.redirected and side.policy is not None and side.peer_identity is not None:
                 for c in side.policy.policy_map.l7_contributions(side.peer_identity.id, v.flow.proto, v.flow.dport):
-                    http = getattr(c.rules, "http", None) or ()
-                    reads = reads or any(r.headers or r.header_matches for r in http)
+                    if isinstance(c.rules, L7Rules) and c.rules.http:
+                        reads = reads or any(r.headers or r.header_matches for r in c.rules.http)
         self.header_rules[id(v)] = (v, reads)
         return reads
 
