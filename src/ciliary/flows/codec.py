@@ -25,10 +25,12 @@ import gzip
 import itertools
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeVar, cast
 
+import msgspec
 import orjson
 
 from ciliary.flows import schema
@@ -82,6 +84,7 @@ class ReadStats:
 
 OnBadLine = Callable[[BadLine], None]
 T = TypeVar("T")
+H = TypeVar("H")
 
 _loads = orjson.loads
 _BOM: Final = b"\xef\xbb\xbf"
@@ -154,68 +157,155 @@ def map_raw(
     the reading loop itself (a streaming consumer saves a generator level per flow)."""
     path = name if name is not None else display_name(source)
     validate = validate or strict
+    loads = _loads
+    decode_error = orjson.JSONDecodeError
+    # Hot counters live in locals and are written back when the generator ends.
+    lineno = flows = 0
+    blank0 = stats.blank
+    with _lines(source) as lines:
+        try:
+            for lineno, line in lines:
+                try:
+                    obj = loads(line)
+                except decode_error:
+                    obj = _INVALID
+                if type(obj) is dict and not validate:
+                    flow = obj.get("flow")
+                    # Canonical protojson always has event_type, a string verdict and time.
+                    if (
+                        type(flow) is dict and "event_type" in flow
+                        and type(flow.get("verdict", "")) is str and type(flow.get("time", "")) is str
+                    ):
+                        flows += 1
+                        yield fn(flow, obj, lineno)
+                        continue
+                got = _full_line(obj, line, lineno, path, stats, strict, validate, on_bad)
+                if got is not None:
+                    flows += 1
+                    yield fn(got[0], got[1], lineno)
+        finally:
+            stats.flows += flows
+            stats.lines += lineno - (stats.blank - blank0)
+
+
+def map_heads(
+    source: PathLike | IO[bytes],
+    stats: ReadStats,
+    decoder: msgspec.json.Decoder[H],
+    fast: Callable[[H, bytes, int], T | None],
+    fn: Callable[[JSON, JSON | None, int], T],
+    *,
+    strict: bool = False,
+    on_bad: OnBadLine | None = None,
+    name: str | None = None,
+) -> Generator[T, None, None]:
+    """`map_raw` for a consumer that reads a few fields: each ASCII line is first decoded by
+    `decoder` (a msgspec decoder of just those fields, which still checks the whole line's
+    syntax) and handed to `fast(head, line, line_number)`; a line it cannot decode, or for
+    which `fast` returns None, goes through the full reader to `fn`, exactly as in
+    `map_raw`. Under `strict` (which validates every flow) every line takes the full reader."""
+    if strict:
+        yield from map_raw(source, stats, fn, strict=True, on_bad=on_bad, name=name)
+        return
+    path = name if name is not None else display_name(source)
+    decode = decoder.decode
+    decode_error = msgspec.DecodeError
+    loads = _loads
+    lineno = flows = 0
+    blank0 = stats.blank
+    with _lines(source) as lines:
+        try:
+            for lineno, line in lines:
+                # msgspec skips the fields it is not asked for without checking their UTF-8;
+                # Hubble writes ASCII, and any other line takes the full reader.
+                if line.isascii():
+                    try:
+                        r = fast(decode(line), line, lineno)
+                    except decode_error:
+                        r = None
+                    if r is not None:
+                        flows += 1
+                        yield r
+                        continue
+                try:
+                    obj = loads(line)
+                except orjson.JSONDecodeError:
+                    obj = _INVALID
+                got = _full_line(obj, line, lineno, path, stats, False, False, on_bad)
+                if got is not None:
+                    flows += 1
+                    yield fn(got[0], got[1], lineno)
+        finally:
+            stats.flows += flows
+            stats.lines += lineno - (stats.blank - blank0)
+
+
+_INVALID: Final = object()  # a line orjson could not decode
+
+
+@contextmanager
+def _lines(source: PathLike | IO[bytes]) -> Iterator[Iterator[tuple[int, bytes]]]:
+    """(line number, line) of a file, stdin or stream; a leading BOM is dropped."""
     if isinstance(source, str | Path):
         own, stream = True, _open(source)
     else:
         own, stream = False, source
-    needs_canon = schema.needs_canonicalization
-    loads = _loads
-    decode_error = orjson.JSONDecodeError
-    # Hot counters live in locals and are written back when the generator ends.
-    lineno = flows = blank = 0
     try:
         first = stream.readline()
         if first.startswith(_BOM):
             first = first[3:]
-        for lineno, line in enumerate(itertools.chain((first,), stream) if first else (), 1):
-            try:
-                obj = loads(line)
-            except decode_error as exc:
-                if not line.strip():
-                    blank += 1
-                    continue
-                _bad(stats, path, lineno, f"invalid JSON: {exc}", strict, on_bad)
-                continue
-            if type(obj) is not dict:
-                _bad(stats, path, lineno, "not a JSON object", strict, on_bad)
-                continue
-            flow = obj.get("flow")
-            env: JSON | None = obj
-            if flow is None:
-                kind = _event_kind(obj)
-                if kind is not None:
-                    stats.non_flow += 1
-                    stats.non_flow_kinds[kind] = stats.non_flow_kinds.get(kind, 0) + 1
-                    continue
-                flow, env = obj, None
-            elif type(flow) is not dict:
-                _bad(stats, path, lineno, "`flow` is not a JSON object", strict, on_bad)
-                continue
-            # Canonical protojson always has event_type, a string verdict and time; only
-            # flows failing this cheap test get the full check.
-            if (
-                "event_type" not in flow
-                or type(flow.get("verdict", "")) is not str
-                or type(flow.get("time", "")) is not str
-            ) and (needs_canon(flow) or (env is not None and "nodeName" in env)):
-                if env is None:
-                    flow = schema.canonicalize(flow, "Flow")
-                else:
-                    env = schema.canonicalize(env, "Envelope")
-                    flow = env["flow"]
-            if validate:
-                errors = schema.validate(flow, "Flow")
-                if errors:
-                    _bad(stats, path, lineno, "; ".join(errors[:3]), strict, on_bad)
-                    continue
-            flows += 1
-            yield fn(flow, env, lineno)
+        yield enumerate(itertools.chain((first,), stream) if first else (), 1)
     finally:
-        stats.flows += flows
-        stats.blank += blank
-        stats.lines += lineno - blank
         if own and stream is not sys.stdin.buffer:
             stream.close()
+
+
+def _full_line(
+    obj: Any, line: bytes, lineno: int, path: str, stats: ReadStats, strict: bool, validate: bool,
+    on_bad: OnBadLine | None,
+) -> tuple[JSON, JSON | None] | None:
+    """A line off the fast path: (canonical flow, envelope or None), or None when the line is
+    blank, not a flow (counted) or bad (reported)."""
+    if obj is _INVALID:
+        if not line.strip():
+            stats.blank += 1
+            return None
+        try:
+            _loads(line)
+        except orjson.JSONDecodeError as exc:
+            _bad(stats, path, lineno, f"invalid JSON: {exc}", strict, on_bad)
+        return None
+    if type(obj) is not dict:
+        _bad(stats, path, lineno, "not a JSON object", strict, on_bad)
+        return None
+    flow = obj.get("flow")
+    env: JSON | None = obj
+    if flow is None:
+        kind = _event_kind(obj)
+        if kind is not None:
+            stats.non_flow += 1
+            stats.non_flow_kinds[kind] = stats.non_flow_kinds.get(kind, 0) + 1
+            return None
+        flow, env = obj, None
+    elif type(flow) is not dict:
+        _bad(stats, path, lineno, "`flow` is not a JSON object", strict, on_bad)
+        return None
+    if (
+        "event_type" not in flow
+        or type(flow.get("verdict", "")) is not str
+        or type(flow.get("time", "")) is not str
+    ) and (schema.needs_canonicalization(flow) or (env is not None and "nodeName" in env)):
+        if env is None:
+            flow = schema.canonicalize(flow, "Flow")
+        else:
+            env = schema.canonicalize(env, "Envelope")
+            flow = env["flow"]
+    if validate:
+        errors = schema.validate(flow, "Flow")
+        if errors:
+            _bad(stats, path, lineno, "; ".join(errors[:3]), strict, on_bad)
+            return None
+    return flow, env
 
 
 def _bad(

@@ -15,11 +15,22 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import msgspec
+import orjson
 
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.cluster.model import Pod
-from ciliary.flows.codec import OnBadLine, ReadStats, map_raw
+from ciliary.flows.codec import OnBadLine, ReadStats, map_heads
+from ciliary.flows.head import (
+    HEAD_DECODER,
+    EndpointHead,
+    EnvelopeHead,
+    FlowHead,
+    Layer4,
+    head_from_dict,
+)
 from ciliary.identity.labels import LabelSet
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.kafka import KafkaRequest, kafka_api_key
@@ -50,19 +61,42 @@ from ciliary.verdict.decide import (
 JSON = dict[str, Any]
 _MAX_CONNECTIONS = 500_000
 _MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
+_FOLLOWS = "follows its connection"
+_Decision = tuple[Verdict, JSON, frozenset[str]]  # a verdict, the output fields it sets and removes
 
 
 @dataclass(slots=True)
 class ReplayedFlow:
-    """One input flow with the predicted verdict (`flow` is the output Hubble flow)."""
+    """One input flow with the predicted verdict (`flow` is the output Hubble flow).
 
-    flow: JSON
+    The output flow is made when `flow` is first read: from the input line (flows the fast
+    reader took) or the input dict, with the predicted verdict written in.
+    """
+
     recorded: str
     predicted: str
     verdict: Verdict | None  # None: followed its connection, or could not be judged
     reason: str
     file: str
     line: int
+    source: bytes | JSON  # the input line, or the input flow dict
+    decision: _Decision | None = None  # the decision whose fields the output flow takes
+    override: str | None = None  # the output verdict, when it is not the decision's
+    _out: JSON | None = None
+
+    @property
+    def flow(self) -> JSON:
+        out = self._out
+        if out is None:
+            src = self.source
+            out = src if type(src) is dict else _flow_of_line(cast(bytes, src))
+            out["recorded_verdict"] = self.recorded
+            if self.decision is not None:
+                _apply(out, self.decision)
+            if self.override is not None:
+                out["verdict"] = self.override
+            self._out = out
+        return out
 
     @property
     def changed(self) -> bool:
@@ -75,6 +109,29 @@ class ReplayedFlow:
         src = workload_of_flow_side(f.get("source"), ips.get("source"))
         dst = workload_of_flow_side(f.get("destination"), ips.get("destination"))
         return f"{self.file}:{self.line} {src} -> {dst} {port_label(f)}: {self.recorded} -> {self.predicted}"
+
+
+def _flow_of_line(line: bytes) -> JSON:
+    """The flow object of a line the fast reader took."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:  # a number beyond a double, which msgspec reads as inf
+        obj = msgspec.json.decode(line)
+    flow: JSON = obj["flow"]
+    return flow
+
+
+def _apply(out: JSON, d: _Decision) -> None:
+    """Write a decision's predicted verdict into an output flow."""
+    v, upd, pops = d
+    out.update(upd)
+    if not pops.isdisjoint(out):
+        for k in pops:
+            out.pop(k, None)
+    if v.l7 is not None and v.l7.verdict == DROPPED:
+        out["verdict"] = DROPPED
+        if v.l7.http_status and isinstance(out.get("l7"), dict):
+            out["l7"] = {**out["l7"], "type": "RESPONSE"}
 
 
 def port_label(f: JSON) -> str:
@@ -140,9 +197,8 @@ class AuditGroup:
 _SECONDS: dict[str, float] = {}
 
 
-def _time(flow: JSON) -> float | None:
-    t = flow.get("time")
-    if not isinstance(t, str):
+def _time(t: str) -> float | None:
+    if not t:
         return None
     try:
         # Hubble writes nanoseconds; Python parses microseconds. Flows come in time order,
@@ -159,30 +215,21 @@ def _time(flow: JSON) -> float | None:
         return None
 
 
-_L4_PROTOS = {"TCP": PROTO_TCP, "UDP": PROTO_UDP, "SCTP": PROTO_SCTP}
-_ICMP_PROTOS = {"ICMPv4": PROTO_ICMP, "ICMPv6": PROTO_ICMPV6}
-
-
-def _l4(flow: JSON) -> tuple[int, int, int] | None:
+def _l4(l4: Layer4 | None) -> tuple[int, int, int] | None:
     """(protocol, source port, destination port or ICMP type)."""
-    l4 = flow.get("l4")
-    if not l4:
+    if l4 is None:
         return None
-    for name, d in l4.items():  # one member (a oneof)
-        if type(d) is not dict:
-            continue
-        num = _L4_PROTOS.get(name)
-        if num is not None:
-            return num, d.get("source_port") or 0, d.get("destination_port") or 0
-        num = _ICMP_PROTOS.get(name)
-        if num is not None:
-            return num, 0, d.get("type") or 0
+    for num, p in ((PROTO_TCP, l4.TCP), (PROTO_UDP, l4.UDP), (PROTO_SCTP, l4.SCTP)):
+        if p is not None:
+            return num, p.source_port, p.destination_port
+    for num, icmp in ((PROTO_ICMP, l4.ICMPv4), (PROTO_ICMPV6, l4.ICMPv6)):
+        if icmp is not None:
+            return num, 0, icmp.type
     return None
 
 
-def _peer(engine: PolicyEngine, side: JSON | None, ip: str | None) -> FlowPeer:
-    side = side or {}
-    ns, pod = side.get("namespace"), side.get("pod_name")
+def _peer(engine: PolicyEngine, side: EndpointHead | None, ip: str | None) -> FlowPeer:
+    ns, pod = (side.namespace, side.pod_name) if side is not None else ("", "")
     if ns and pod:
         ep = engine.endpoint_of_pod(f"{ns}/{pod}")
         if ep is not None:
@@ -196,18 +243,18 @@ def _peer(engine: PolicyEngine, side: JSON | None, ip: str | None) -> FlowPeer:
         ep = engine.endpoint_by_ip(ip)
         if ep is not None and not (ns and pod and not ep.is_host):
             return FlowPeer(ip, ep)
-    if ns and pod:
+    if side is not None and ns and pod:
         return FlowPeer(ip, _flow_endpoint(engine, side, ns, pod, ip))
     return FlowPeer(ip, None)
 
 
-def _flow_endpoint(engine: PolicyEngine, side: JSON, ns: str, pod: str, ip: str | None) -> Endpoint:
+def _flow_endpoint(engine: PolicyEngine, side: EndpointHead, ns: str, pod: str, ip: str | None) -> Endpoint:
     """A pod the snapshot lacks: its identity from the labels the flow carries."""
     key = f"{ns}/{pod}"
     cached = engine.extra_endpoints.get(key)
     if cached is not None:
         return cached
-    raw = [s for s in side.get("labels") or [] if isinstance(s, str)]
+    raw = [s for s in side.label_list() if isinstance(s, str)]
     labels = LabelSet.from_strings(raw, default_source="k8s") if raw else LabelSet.from_strings(
         [f"k8s:io.kubernetes.pod.namespace={ns}"], default_source="k8s"
     )
@@ -220,14 +267,8 @@ def _flow_endpoint(engine: PolicyEngine, side: JSON, ns: str, pod: str, ip: str 
     return ep
 
 
-def _l7_dict(flow: JSON) -> JSON | None:
-    l7 = flow.get("l7")
-    return l7 if type(l7) is dict else None
-
-
-def _request(flow: JSON) -> L7Request | None:
-    l7 = flow.get("l7")
-    if not isinstance(l7, dict) or l7.get("type") not in ("REQUEST", None):
+def _request(l7: JSON) -> L7Request | None:
+    if l7.get("type") not in ("REQUEST", None):
         return None
     if isinstance(l7.get("http"), dict):
         h = l7["http"]
@@ -262,6 +303,18 @@ def _refs(refs: list[PolicyRef]) -> list[JSON]:
     return [{"kind": r.kind, "name": r.name, "namespace": r.namespace} for r in refs]
 
 
+def _workload(side: EndpointHead | None, ip: str) -> str:
+    """`workload_of_flow_side` of a flow head's side (its lists decoded only if read)."""
+    if side is None:
+        return workload_of_flow_side(None, ip or None)
+    ns, pod = side.namespace, side.pod_name
+    return workload_of_flow_side({
+        "namespace": ns, "pod_name": pod,
+        "workloads": side.workload_list() if ns else None,
+        "labels": side.label_list() if not (ns and pod) else None,
+    }, ip or None)
+
+
 def workload_of_flow_side(side: JSON | None, ip: str | None) -> str:
     side = side or {}
     ns = side.get("namespace")
@@ -292,7 +345,7 @@ def replay(
     state = _Replayer(engine, rep)
     for src in sources:
         state.file = str(src)
-        yield from map_raw(src, rep.stats, state.one, strict=strict, on_bad=on_bad)
+        yield from map_heads(src, rep.stats, HEAD_DECODER, state.one_head, state.one_dict, strict=strict, on_bad=on_bad)
 
 
 _MATCH_TYPE_CODES = {"L3_ONLY": 1, "L3_L4": 2, "L4_ONLY": 3, "ALL": 4, "L3_PROTO": 5, "PROTO_ONLY": 6}
@@ -321,14 +374,13 @@ class _Replayer:
         self.side_ids: dict[tuple[Any, ...], int] = {}
 
     # -- peers and decisions --------------------------------------------------------------
-    def peer(self, side: JSON | None, ip: str | None) -> tuple[FlowPeer, int, int]:
+    def peer(self, side: EndpointHead | None, ip: str) -> tuple[FlowPeer, int, int]:
         """The peer of a flow side, with (for a pod endpoint, whose identity every node sees
         alike) its side key and identity; -1 for both otherwise."""
-        side = side or {}
-        k = (side.get("namespace"), side.get("pod_name"), ip)
+        k = (side.namespace, side.pod_name, ip) if side is not None else ("", "", ip)
         p = self.peers.get(k)
         if p is None:
-            fp = _peer(self.engine, side, ip)
+            fp = _peer(self.engine, side, ip or None)
             ep = fp.endpoint
             if ep is not None and not ep.is_host:
                 p = (fp, self.side_key(ep), ep.identity.id)
@@ -350,7 +402,7 @@ class _Replayer:
         return hit[1]
 
     def pair(
-        self, s_side: JSON | None, s_ip: str | None, d_side: JSON | None, d_ip: str | None,
+        self, s_side: EndpointHead | None, s_ip: str, d_side: EndpointHead | None, d_ip: str,
     ) -> tuple[FlowPeer, FlowPeer, tuple[int, int, int, int] | None]:
         """The peers of a connection's source and destination, and (for two pods) the sides
         key of its decision. Hosts are seen differently from each node, and an address may
@@ -425,41 +477,35 @@ class _Replayer:
         self.header_rules[id(v)] = (v, reads)
         return reads
 
-    @staticmethod
-    def apply(out: JSON, d: _Decision) -> None:
-        """Write a decision's predicted verdict into the output flow."""
-        v, upd, pops = d
-        out.update(upd)
-        if not pops.isdisjoint(out):
-            for k in pops:
-                out.pop(k, None)
-        if v.l7 is not None and v.l7.verdict == DROPPED:
-            out["verdict"] = DROPPED
-            if v.l7.http_status and isinstance(out.get("l7"), dict):
-                out["l7"] = {**out["l7"], "type": "RESPONSE"}
-
     # -- one flow -------------------------------------------------------------------------
-    def one(self, flow: JSON, _env: JSON | None, lineno: int) -> ReplayedFlow:
-        recorded = flow.get("verdict") or ""
-        if type(recorded) is not str:
-            recorded = str(recorded)
-        flow["recorded_verdict"] = recorded
-        ips = flow.get("IP") or {}
-        sip, dip = ips.get("source"), ips.get("destination")
-        l4d = flow.get("l4")
-        tcp = l4d.get("TCP") if type(l4d) is dict else None
-        l4: tuple[int, int, int] | None
-        if type(tcp) is dict:  # most flows: _l4 inlined
-            proto, sport, dport = PROTO_TCP, tcp.get("source_port") or 0, tcp.get("destination_port") or 0
-            l4 = None
+    def one_head(self, env: EnvelopeHead, line: bytes, lineno: int) -> ReplayedFlow | None:
+        """A line the fast reader decoded; None hands a non-canonical one to the full reader."""
+        f = env.flow
+        if f is None or not len(f.event_type):
+            return None
+        return self.one(f, line, lineno)
+
+    def one_dict(self, flow: JSON, _env: JSON | None, lineno: int) -> ReplayedFlow:
+        return self.one(head_from_dict(flow), flow, lineno)
+
+    def one(self, f: FlowHead, source: bytes | JSON, lineno: int) -> ReplayedFlow:
+        recorded = f.verdict
+        ips = f.IP
+        if ips is not None:
+            sip, dip = ips.source, ips.destination
         else:
-            l4 = _l4(flow)
-            if l4 is None:
-                return self.judge(flow, recorded, sip, dip, None, _l7_dict(flow), bool(flow.get("is_reply")), lineno)
-            proto, sport, dport = l4
-        is_reply = bool(flow.get("is_reply"))
-        l7 = flow.get("l7")
-        if l7 is None and sip and dip:
+            sip = dip = ""
+        l4 = f.l4
+        tcp = l4.TCP if l4 is not None else None
+        if tcp is not None:  # most flows: _l4 inlined
+            proto, sport, dport = PROTO_TCP, tcp.source_port, tcp.destination_port
+        else:
+            t = _l4(l4)
+            if t is None:
+                return self.judge(f, source, recorded, sip, dip, None, bool(f.is_reply), lineno)
+            proto, sport, dport = t
+        is_reply = bool(f.is_reply)
+        if f.l7 is None and sip and dip:
             # The common case first: an L3/L4 flow of a connection already seen.
             conns = self.conns
             if is_reply:
@@ -470,32 +516,33 @@ class _Replayer:
                 # conntrack: the connection's verdict; a reply of a dropped connection never happens.
                 predicted = known[0].verdict
                 if predicted == DROPPED:
-                    self.apply(flow, known)
-                elif is_reply:
-                    predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-                if predicted != recorded:
-                    flow["verdict"] = predicted
-                rf = ReplayedFlow(flow, recorded, predicted, None, "follows its connection", self.file, lineno)
+                    rf = ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, lineno, source, known,
+                                      None if predicted == recorded else predicted)
+                else:
+                    if is_reply:
+                        predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+                    rf = ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, lineno, source, None,
+                                      None if predicted == recorded else predicted)
                 by = self.by_verdict
                 by[predicted] = by.get(predicted, 0) + 1
                 if recorded != predicted and rf.changed:
                     self.count_change(rf)
                 return rf
-            return self.judge(flow, recorded, sip, dip, (proto, sport, dport), None, is_reply, lineno, tracked=False)
-        return self.judge(flow, recorded, sip, dip, (proto, sport, dport), _l7_dict(flow), is_reply, lineno)
+            return self.judge(f, source, recorded, sip, dip, (proto, sport, dport), is_reply, lineno, tracked=False)
+        return self.judge(f, source, recorded, sip, dip, (proto, sport, dport), is_reply, lineno)
 
     def judge(
-        self, flow: JSON, recorded: str, sip: str | None, dip: str | None, l4: tuple[int, int, int] | None,
-        l7: JSON | None, is_reply: bool, lineno: int, tracked: bool = True,
+        self, f: FlowHead, source: bytes | JSON, recorded: str, sip: str, dip: str, l4: tuple[int, int, int] | None,
+        is_reply: bool, lineno: int, tracked: bool = True,
     ) -> ReplayedFlow:
         """Decide a flow that does not follow a known connection (`tracked`: look it up)."""
         engine, rep, file = self.engine, self.rep, self.file
-        out = flow
+        l7 = f.l7
         # DNS answers feed the FQDN cache if the new policies let the query through the proxy.
         if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
             dns = l7["dns"]
-            now = _time(flow)
-            client, server, sides = self.pair(flow.get("destination"), dip, flow.get("source"), sip)
+            now = _time(f.time)
+            client, server, sides = self.pair(f.destination, dip, f.source, sip)
             answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
             if client.endpoint is not None and dns.get("query") and l4 is not None:
                 qd = self.decide(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now, sides)
@@ -504,15 +551,14 @@ class _Replayer:
                 if ok and answer_ips:
                     engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
                 predicted = q.verdict if not (q.l7 and q.l7.verdict == DROPPED) else DROPPED
-                self.apply(out, qd)
-                return self.count(ReplayedFlow(out, recorded, predicted, q, "DNS response", file, lineno))
+                return self.count(ReplayedFlow(recorded, predicted, q, "DNS response", file, lineno, source, qd))
         if l4 is None or not sip or not dip:
             rep.unjudged += 1
-            return self.count(ReplayedFlow(out, recorded, recorded, None, "no IP/L4 to judge", file, lineno))
+            return self.count(ReplayedFlow(recorded, recorded, None, "no IP/L4 to judge", file, lineno, source))
         proto, sport, dport = l4
         key = (proto, sip, sport, dip, dport)
         rkey = (proto, dip, dport, sip, sport)
-        request = _request(flow) if l7 is not None else None
+        request = _request(l7) if l7 is not None else None
         conns = self.conns
         if request is None and tracked:
             known = conns.get(rkey) if is_reply else conns.get(key)
@@ -522,17 +568,17 @@ class _Replayer:
                 predicted = known[0].verdict
                 if is_reply and predicted != DROPPED:
                     predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-                out["verdict"] = predicted
-                if predicted == DROPPED:
-                    self.apply(out, known)
-                return self.count(ReplayedFlow(out, recorded, predicted, None, "follows its connection", file, lineno))
+                return self.count(ReplayedFlow(
+                    recorded, predicted, None, _FOLLOWS, file, lineno, source,
+                    known if predicted == DROPPED else None, predicted,
+                ))
         # A reply whose connection we never saw is judged in the original direction.
         if is_reply:
-            src, dst, sides = self.pair(flow.get("destination"), dip, flow.get("source"), sip)
+            src, dst, sides = self.pair(f.destination, dip, f.source, sip)
         else:
-            src, dst, sides = self.pair(flow.get("source"), sip, flow.get("destination"), dip)
+            src, dst, sides = self.pair(f.source, sip, f.destination, dip)
         # Time matters only for an address once DNS answers were learned (their TTLs).
-        now = _time(flow) if sides is None and engine.fqdn_caches else None
+        now = _time(f.time) if sides is None and engine.fqdn_caches else None
         if is_reply:
             d = self.decide(src, dst, proto, sport, None, now, sides)
             conns[rkey] = d
@@ -550,26 +596,20 @@ class _Replayer:
             predicted = DROPPED
         if predicted != DROPPED and not is_reply and src.endpoint is not None and dst.endpoint is None and src.endpoint.key in engine.fqdn_caches:
             engine.fqdn_caches[src.endpoint.key].mark_connection(dip, now)
-        self.apply(out, d)
+        override = None
         if is_reply and predicted != DROPPED:
-            out["verdict"] = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-        rf = ReplayedFlow(out, recorded, predicted, v, "decided", file, lineno)
+            override = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+        rf = ReplayedFlow(recorded, predicted, v, "decided", file, lineno, source, d, override)
         if v.verdict == AUDIT:
-            self.audit(flow, v, sip, dip, proto, sport, dport, is_reply)
+            self.audit(f, v, sip, dip, proto, sport, dport, is_reply)
         return self.count(rf)
 
-    def audit(self, flow: JSON, v: Verdict, sip: str, dip: str, proto: int, sport: int, dport: int, is_reply: bool) -> None:
+    def audit(self, f: FlowHead, v: Verdict, sip: str, dip: str, proto: int, sport: int, dport: int, is_reply: bool) -> None:
         side = v.deciding
         if is_reply:  # judged in the connection's original direction
-            g_key = (
-                workload_of_flow_side(flow.get("destination"), dip), workload_of_flow_side(flow.get("source"), sip),
-                f"{sport}/{PROTO_NAMES.get(proto, proto)}",
-            )
+            g_key = (_workload(f.destination, dip), _workload(f.source, sip), f"{sport}/{PROTO_NAMES.get(proto, proto)}")
         else:
-            g_key = (
-                workload_of_flow_side(flow.get("source"), sip), workload_of_flow_side(flow.get("destination"), dip),
-                f"{dport}/{PROTO_NAMES.get(proto, proto)}",
-            )
+            g_key = (_workload(f.source, sip), _workload(f.destination, dip), f"{dport}/{PROTO_NAMES.get(proto, proto)}")
         g = self.rep.audit_groups.setdefault(g_key, AuditGroup(g_key))
         g.count += 1
         g.direction = v.traffic_direction
@@ -593,7 +633,6 @@ class _Replayer:
             rep.changed.append(rf)
 
 
-_Decision = tuple[Verdict, JSON, frozenset[str]]  # a verdict, the output fields it sets and removes
 
 
 def _request_decision(base: _Decision, r: Verdict) -> _Decision:
