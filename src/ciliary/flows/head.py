@@ -140,7 +140,7 @@ def head_from_dict(flow: JSON) -> FlowHead:
         ) if type(l4) is dict else None,
         source=_side(flow.get("source")),
         destination=_side(flow.get("destination")),
-        is_reply=bool(flow.get("is_reply")),
+        is_reply=None if flow.get("is_reply") is None else bool(flow.get("is_reply")),
         l7=l7 if type(l7) is dict else None,
         event_type=msgspec.Raw(b"0") if "event_type" in flow else _EMPTY,
     )

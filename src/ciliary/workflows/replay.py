@@ -11,13 +11,13 @@ cache in time order, so `toFQDNs` is judged as it would be live.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-import msgspec
 import orjson
 
 from ciliary.cluster.endpoints import Endpoint
@@ -115,8 +115,10 @@ def _flow_of_line(line: bytes) -> JSON:
     """The flow object of a line the fast reader took."""
     try:
         obj = orjson.loads(line)
-    except orjson.JSONDecodeError:  # a number beyond a double, which msgspec reads as inf
-        obj = msgspec.json.decode(line)
+    except orjson.JSONDecodeError:
+        # A number beyond a double in a field the fast reader skips: orjson refuses it,
+        # Python's json reads it as infinity (and the line is ASCII).
+        obj = json.loads(line)
     flow: JSON = obj["flow"]
     return flow
 

@@ -1,0 +1,120 @@
+"""Replay's fast reader (a msgspec decoder of the fields a decision reads) decides exactly
+as the full reader does, and hands it every line it cannot take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+
+from ciliary.flows.head import HEAD_DECODER, FlowHead, head_from_dict
+from ciliary.policy.config import AgentConfig
+from ciliary.workflows import replay as replay_mod
+from ciliary.workflows.engine import build_engine
+from ciliary.workflows.replay import ReplayReport, replay
+
+HERE = Path(__file__).parent
+SEED = HERE.parent / "examples" / "seed"
+CLUSTER = SEED / "cluster.yaml"
+TIGHT = [SEED / "rollout" / "payments-allow.yaml", SEED / "policies" / "09-default-deny.yaml", SEED / "policies" / "02-allow-frontend-to-backend.yaml"]
+FLOW_FILES = sorted([SEED / "flows.json", *(HERE / "data" / "flows").rglob("*.json*")])
+
+
+def _plain(head: FlowHead) -> dict[str, Any]:
+    """A head as plain data, its raw label and workload lists decoded."""
+    bare = msgspec.structs.replace(head, source=None, destination=None, event_type=msgspec.Raw(b"null"))
+    d: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(bare))
+    for side, h in (("source", head.source), ("destination", head.destination)):
+        d[side] = None if h is None else {
+            "namespace": h.namespace, "pod_name": h.pod_name, "labels": h.label_list(), "workloads": h.workload_list(),
+        }
+    d["event_type"] = bool(len(head.event_type))
+    return d
+
+
+@pytest.mark.parametrize("path", FLOW_FILES, ids=lambda p: p.name)
+def test_head_decoder_reads_what_the_full_reader_reads(path: Path) -> None:
+    taken = 0
+    for line in path.read_bytes().splitlines():
+        try:
+            env = HEAD_DECODER.decode(line)
+        except msgspec.DecodeError:
+            continue
+        if env.flow is None or not len(env.flow.event_type):
+            continue
+        assert _plain(env.flow) == _plain(head_from_dict(orjson.loads(line)["flow"]))
+        taken += 1
+    assert taken > 0
+
+
+def _run(paths: list[Path], policies: list[Path]) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    engine = build_engine(CLUSTER, policies, AgentConfig())
+    rep = ReplayReport()
+    out = [(rf.predicted, rf.reason, rf.line, rf.flow) for rf in replay(engine, paths, report=rep)]
+    return out, rep.summary()
+
+
+@pytest.mark.parametrize("policies", [TIGHT, [SEED / "policies" / "09-default-deny.yaml"]], ids=["tight", "default-deny"])
+def test_replay_decides_alike_through_either_reader(policies: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = _run(FLOW_FILES, policies)
+    # A decoder that declines every line sends all of them through the full reader.
+    monkeypatch.setattr(replay_mod, "HEAD_DECODER", msgspec.json.Decoder(int))
+    full = _run(FLOW_FILES, policies)
+    assert fast[1] == full[1]
+    assert len(fast[0]) == len(full[0]) > 1000
+    assert fast[0] == full[0]
+    assert fast[1]["by_predicted_verdict"].get("DROPPED", 0) > 10
+
+
+def _line(**over: Any) -> bytes:
+    flow: dict[str, Any] = {
+        "time": "2026-04-01T08:00:00.000000001Z", "verdict": "FORWARDED",
+        "IP": {"source": "10.0.1.10", "destination": "10.0.2.20", "ipVersion": "IPv4"},
+        "l4": {"TCP": {"source_port": 40000, "destination_port": 8080}},
+        "source": {"namespace": "shop", "pod_name": "frontend-0", "labels": ["k8s:app=frontend"]},
+        "destination": {"namespace": "shop", "pod_name": "backend-0", "labels": ["k8s:app=backend"]},
+        "Type": "L3_L4", "event_type": {"type": 4}, "traffic_direction": "INGRESS",
+    }
+    flow.update(over)
+    return orjson.dumps({"flow": flow, "node_name": "kind-worker"})
+
+
+def test_lines_the_fast_reader_declines_take_the_full_reader(tmp_path: Path) -> None:
+    camel = orjson.loads(_line())
+    camel["flow"]["l4"] = {"TCP": {"sourcePort": 40001, "destinationPort": 8080}}
+    del camel["flow"]["event_type"]
+    camel["flow"]["eventType"] = {"type": 4}
+    lines = [
+        _line(),
+        _line(Summary="caf\u00e9 \u2014 non-ASCII"),  # msgspec would not check skipped UTF-8
+        orjson.dumps(camel),  # lowerCamel: canonicalized by the full reader
+        _line(verdict=2),  # an enum number
+        b"",
+        b'{"node_status": {"state_change": "NODE_CONNECTED"}}',
+        b'{"flow": {"verdict": "FORWARDED", "IP": ',  # truncated
+        _line(l4={"TCP": {"source_port": "x", "destination_port": 8080}}),  # wrong type
+    ]
+    path = tmp_path / "mixed.json"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    fast = _run([path], TIGHT)
+    assert fast[1]["flows"] == 5 and fast[1]["bad_lines"] == 1 and fast[1]["skipped_non_flow_lines"] == 1
+    [report] = fast[1]["bad_line_reports"]
+    assert report.startswith(f"{path}:7: invalid JSON: unexpected end of data")
+    by_line = {line: (predicted, flow) for predicted, _, line, flow in fast[0]}
+    assert sorted(by_line) == [1, 2, 3, 4, 8]
+    assert by_line[2][1]["Summary"] == "caf\u00e9 \u2014 non-ASCII"
+    assert by_line[3][1]["l4"]["TCP"]["source_port"] == 40001 and by_line[3][0] == by_line[1][0]
+    assert by_line[4][1]["recorded_verdict"] == "DROPPED"  # enum 2, canonicalized
+
+
+def test_a_number_beyond_a_double_in_an_unread_field_still_gives_its_flow(tmp_path: Path) -> None:
+    # orjson refuses 1e400; the fast reader does not read the field, and the output flow
+    # is then made by Python's json, which reads it as infinity.
+    path = tmp_path / "big.json"
+    path.write_bytes(_line(Summary="x").replace(b'"Summary":"x"', b'"Summary":1e400') + b"\n")
+    [(_, reason, _, flow)], summary = _run([path], TIGHT)
+    assert summary["bad_lines"] == 0 and reason == "decided"
+    assert flow["Summary"] == float("inf") and flow["recorded_verdict"] == "FORWARDED"
