@@ -12,6 +12,8 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ciliary.cluster.model import Cluster
 from ciliary.l7.http import HTTPRequest
@@ -414,3 +416,67 @@ def test_policies_compiled_before_an_answer_select_the_new_fqdn_identity() -> No
     assert refs(v.egress.allowed_by) == ["CiliumNetworkPolicy app/local-cidr"]
     assert outcome(verdict(e, CLIENT, API_IP, "443/TCP")) == (FORWARDED, None, EGRESS)
     assert e.policy(server) is server_policy
+
+
+# --- the memoised identity of a learned IP ---------------------------------------------------------
+
+_NAMES = ["api.example.com", "db.example.com", "a.cdn.example.com"]
+_IPS = [API_IP, API_IP2, API_IP3]
+_op = st.one_of(
+    st.tuples(st.just("learn"), st.sampled_from([CLIENT, LOCAL]), st.sampled_from(_NAMES),
+              st.lists(st.sampled_from(_IPS), min_size=1, max_size=3, unique=True), st.integers(0, 60)),
+    st.tuples(st.just("mark"), st.sampled_from([CLIENT, LOCAL]), st.sampled_from(_IPS)),
+    st.tuples(st.just("wait"),),
+)
+
+
+def _assert_memo_agrees(e: PolicyEngine, now: float) -> None:
+    where = [(ip, node) for node in ("node-1", "node-2", None) for ip in _IPS]
+    memoised = [e.identity_of_ip(ip, node, now) for ip, node in where]
+    e._fqdn_memo.clear()  # lookups without the memo
+    assert [e.identity_of_ip(ip, node, now) for ip, node in where] == memoised, now
+
+
+def test_memoised_fqdn_identity_after_expiry_and_relearning() -> None:
+    e = fqdn_engine(CLIENT_FQDN)
+    learn(e, CLIENT, "api.example.com", [API_IP], ttl=10, now=0.0)
+    assert e.identity_of_ip(API_IP, "node-1", 5.0).labels.has_source("fqdn")
+    assert not e.identity_of_ip(API_IP, "node-1", 20.0).labels.has_source("fqdn")  # lapsed
+    learn(e, CLIENT, "api.example.com", [API_IP], ttl=10, now=25.0)  # learned again
+    assert e.identity_of_ip(API_IP, "node-1", 26.0).labels.has_source("fqdn")
+    learn(e, CLIENT, "api.example.com", [API_IP], ttl=1, now=27.0)  # a shorter TTL
+    assert not e.identity_of_ip(API_IP, "node-1", 30.0).labels.has_source("fqdn")
+
+
+def test_memoised_fqdn_identity_after_eviction_and_a_connection() -> None:
+    e = fqdn_engine(CLIENT_FQDN, tofqdns_endpoint_max_ip_per_hostname=1, tofqdns_idle_connection_grace_period=30.0)
+    learn(e, CLIENT, "api.example.com", [API_IP], ttl=10, now=0.0)
+    assert e.identity_of_ip(API_IP, "node-1", 1.0).labels.has_source("fqdn")
+    learn(e, CLIENT, "api.example.com", [API_IP2], ttl=10, now=2.0)  # evicts API_IP
+    assert not e.identity_of_ip(API_IP, "node-1", 3.0).labels.has_source("fqdn")
+    assert not e.identity_of_ip(API_IP2, "node-1", 15.0).labels.has_source("fqdn")  # lapsed
+    ep = e.endpoint_of_pod(CLIENT)
+    assert ep is not None
+    e.fqdn_cache(ep).mark_connection(API_IP2, 16.0)  # within the grace period from now on
+    assert e.identity_of_ip(API_IP2, "node-1", 17.0).labels.has_source("fqdn")
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=st.lists(st.tuples(_op, st.floats(0, 40)), min_size=1, max_size=25),
+       grace=st.sampled_from([0.0, 30.0]), max_ips=st.sampled_from([1, 1000]))
+def test_memoised_fqdn_identity_equals_a_fresh_lookup(ops: list[tuple[tuple[object, ...], float]], grace: float, max_ips: int) -> None:
+    # Learning, re-learning (longer, shorter, after expiry), evictions and connection marks
+    # at times that mostly advance but sometimes step back: after each, the memoised answer
+    # for every address and node is what a lookup without the memo gives.
+    e = fqdn_engine(CLIENT_FQDN, tofqdns_idle_connection_grace_period=grace, tofqdns_endpoint_max_ip_per_hostname=max_ips)
+    now = 0.0
+    for op, step in ops:
+        now += step - 5.0  # up to 5 s back in time
+        if op[0] == "learn":
+            _, pod, name, ips, ttl = op
+            learn(e, str(pod), str(name), list(ips), ttl=int(ttl), now=now)  # type: ignore[call-overload]
+        elif op[0] == "mark":
+            ep = e.endpoint_of_pod(str(op[1]))
+            assert ep is not None
+            e.fqdn_cache(ep).mark_connection(str(op[2]), now)
+        _assert_memo_agrees(e, now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 from dataclasses import dataclass
 
 from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
@@ -120,6 +121,9 @@ class PolicyEngine:
         self.fqdn_caches: dict[str, FQDNCache] = {}
         # ip -> node -> keys of the endpoints there whose DNS proxy learned the ip
         self._fqdn_ips: dict[str, dict[str | None, set[str]]] = {}
+        self._fqdn_versions: dict[str, int] = {}  # shared by the FQDN caches (FQDNCache.versions)
+        # (ip, observer, no time) -> (version, valid from, valid until, FQDN identity or None)
+        self._fqdn_memo: dict[tuple[str, str | None, bool], tuple[int, float, float, Identity | None]] = {}
         self._fqdn_identities: dict[tuple[str, frozenset[str]], Identity] = {}  # (ip, selector keys) ->
         self._policy_keys: dict[int, tuple[object, ...]] = {}
         # Pods that flows name but the snapshot lacks (replay); identities from flow labels.
@@ -208,7 +212,7 @@ class PolicyEngine:
             cfg = self.config
             cache = FQDNCache(
                 cfg.tofqdns_min_ttl, cfg.tofqdns_endpoint_max_ip_per_hostname,
-                cfg.tofqdns_idle_connection_grace_period,
+                cfg.tofqdns_idle_connection_grace_period, versions=self._fqdn_versions,
             )
             self.fqdn_caches[ep.key] = cache
         return cache
@@ -220,13 +224,26 @@ class PolicyEngine:
             self._fqdn_ips.setdefault(ip, {}).setdefault(node_name(ep), set()).add(ep.key)
 
     def _fqdn_identity(self, ip: str, observer: str | None, now: float | None) -> Identity | None:
+        # Memoised per (ip, observer) while no cache learns or marks the ip and time stays
+        # inside the window in which every name found stays valid.
+        mkey = (ip, observer, now is None)
+        version = self._fqdn_versions.get(ip, 0)
+        m = self._fqdn_memo.get(mkey)
+        if m is not None and m[0] == version and (now is None or m[1] <= now < m[2]):
+            return m[3]
         by_node = self._fqdn_ips.get(ip, {})
         learners = [k for ks in by_node.values() for k in ks] if observer is None else by_node.get(observer, ())
         names: set[str] = set()
+        until = math.inf
         for key in learners:
-            names.update(self.fqdn_caches[key].names_for(ip, now))
+            found, valid_until = self.fqdn_caches[key].names_until(ip, now)
+            names.update(found)
+            until = min(until, valid_until)
+        if len(self._fqdn_memo) > 100_000:
+            self._fqdn_memo.clear()
         keys = {k for name in names for k in self._fqdn_matcher.matching(name)}
         if not keys:
+            self._fqdn_memo[mkey] = (version, -math.inf if now is None else now, until, None)
             return None
         memo = (ip, frozenset(keys))
         ident = self._fqdn_identities.get(memo)
@@ -237,6 +254,7 @@ class PolicyEngine:
             )
             ident = self._fqdn_identities[memo] = self.allocator.allocate(labels)
             self.add_identity(ident)
+        self._fqdn_memo[mkey] = (version, -math.inf if now is None else now, until, ident)
         return ident
 
     def add_identity(self, ident: Identity) -> None:
