@@ -102,6 +102,8 @@ class IPCache:
         self._families = {4: _Family(32), 6: _Family(128)}
         self._tags: dict[IPNetwork, set[str]] = {}
         self._host = allocator.host  # the observing node's view of identity 1
+        # Address text -> its identity: replay asks for the same addresses over and over.
+        self._memo: dict[str, Identity] = {}
 
     # -- writing ------------------------------------------------------------
     def upsert(self, prefix: str | IPNetwork | IPAddress, identity: Identity, priority: int) -> bool:
@@ -114,6 +116,7 @@ class IPCache:
         if old is not None and old.priority > priority:
             return False
         table[key] = IPCacheEntry(net, identity, priority)
+        self._memo.clear()
         return True
 
     def add_pod_ip(self, ip: str, identity: Identity) -> None:
@@ -199,11 +202,20 @@ class IPCache:
 
     def lookup(self, ip: str | IPAddress) -> Identity:
         """Identity of `ip`: its longest matching prefix, else world."""
+        if isinstance(ip, str):
+            hit = self._memo.get(ip)
+            if hit is not None:
+                return hit
         entry = self.lookup_entry(ip)
         if entry is not None:
-            return entry.identity
-        version = _parse_ip(ip)[0] if isinstance(ip, str) else ip.version
-        return self.allocator.world(version)
+            ident = entry.identity
+        else:
+            ident = self.allocator.world(_parse_ip(ip)[0] if isinstance(ip, str) else ip.version)
+        if isinstance(ip, str):
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            self._memo[ip] = ident
+        return ident
 
     def entries(self) -> list[IPCacheEntry]:
         """All entries, sorted by family, address and prefix length."""

@@ -10,7 +10,7 @@ denied it (kind, namespace, name) as in `egress_allowed_by` / `ingress_denied_by
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 if TYPE_CHECKING:  # imported lazily at run time: only flows with a request need them
     from ciliary.l7.http import HTTPRequest
@@ -375,15 +375,18 @@ def _combine(flow: Flow, egress: SideVerdict, ingress: SideVerdict, src_seen: Id
     )
 
 
-def _l7_type(req: L7Request) -> str:
-    from ciliary.l7.http import HTTPRequest
-    from ciliary.l7.kafka import KafkaRequest
+_L7_KINDS: dict[type, str] = {}  # request type -> "http" | "kafka" | "dns"
 
-    if isinstance(req, HTTPRequest):
-        return "http"
-    if isinstance(req, KafkaRequest):
-        return "kafka"
-    return "dns"
+
+def _l7_type(req: L7Request) -> str:
+    kind = _L7_KINDS.get(type(req))
+    if kind is None:
+        from ciliary.l7.http import HTTPRequest
+        from ciliary.l7.kafka import KafkaRequest
+
+        kind = "http" if isinstance(req, HTTPRequest) else "kafka" if isinstance(req, KafkaRequest) else "dns"
+        _L7_KINDS[type(req)] = kind
+    return kind
 
 
 def _compiled(engine: PolicyEngine, rules: L7Rules, kind: str) -> Any:
@@ -409,9 +412,6 @@ def check_l7(
 ) -> L7Verdict:
     """The proxy's decision (§6.3): the request is checked against the L7 rules of every rule
     allowing this peer and port; one allow without L7 rules lets every request through."""
-    from ciliary.l7.http import HTTP_DENY_STATUS, HTTPRequest
-    from ciliary.l7.kafka import KAFKA_DENY_ERROR_CODE, KafkaRequest
-
     kind = _l7_type(req)
     contributions = pol.policy_map.l7_contributions(peer, proto, port)
     allowed_by: list[PolicyRef] = []
@@ -428,14 +428,11 @@ def check_l7(
             if present is None:
                 continue
             matcher = _compiled(engine, c.rules, kind)
-            if isinstance(req, HTTPRequest):
+            if kind == "dns":
+                hit = matcher.matches(cast(DNSQuery, req).qname)
+            else:  # HTTP and Kafka decisions both carry the matching rule's index
                 d = matcher.check(req)
                 hit, idx = d.allowed, d.rule_index
-            elif isinstance(req, KafkaRequest):
-                k = matcher.check(req)
-                hit, idx = k.allowed, k.rule_index
-            else:
-                hit = matcher.matches(req.qname)
         if hit:
             if not ok or c.rules is None:
                 where = str(c.origin) if c.origin else "allow-all"
@@ -451,8 +448,12 @@ def check_l7(
         reason = f"no {kind} rule of the {len(contributions)} rule(s) allowing this peer and port matches"
     v = L7Verdict(kind, FORWARDED if ok else DROPPED, direction, reason, allowed_by=sorted(set(allowed_by)), rules=rules)
     if kind == "http" and not ok:
+        from ciliary.l7.http import HTTP_DENY_STATUS
+
         v.http_status = HTTP_DENY_STATUS
     elif kind == "kafka" and not ok:
+        from ciliary.l7.kafka import KAFKA_DENY_ERROR_CODE
+
         v.kafka_error_code = KAFKA_DENY_ERROR_CODE
     elif kind == "dns":
         reject = "NXDOMAIN" if engine.config.tofqdns_dns_reject_response_code == "nameError" else "REFUSED"

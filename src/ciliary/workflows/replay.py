@@ -372,6 +372,7 @@ class _Replayer:
         self.rcache: dict[tuple[Any, ...], _Decision] = {}  # DNS query and HTTP request decisions
         self.header_rules: dict[int, tuple[Verdict, bool]] = {}
         self.peers: dict[tuple[Any, ...], tuple[FlowPeer, int, int]] = {}
+        self.pairs: dict[tuple[Any, ...], tuple[FlowPeer, FlowPeer, tuple[int, int, int, int] | None]] = {}
         self.ep_keys: dict[int, tuple[Endpoint, int]] = {}  # id(endpoint) -> (it, policy side key)
         self.side_ids: dict[tuple[Any, ...], int] = {}
 
@@ -409,11 +410,20 @@ class _Replayer:
         """The peers of a connection's source and destination, and (for two pods) the sides
         key of its decision. Hosts are seen differently from each node, and an address may
         become an FQDN identity as DNS answers arrive: their sides are worked out later."""
+        k = (
+            (s_side.namespace, s_side.pod_name) if s_side is not None else None, s_ip,
+            (d_side.namespace, d_side.pod_name) if d_side is not None else None, d_ip,
+        )
+        hit = self.pairs.get(k)
+        if hit is not None:
+            return hit
         src, s_key, s_id = self.peer(s_side, s_ip)
         dst, d_key, d_id = self.peer(d_side, d_ip)
-        if s_key >= 0 and d_key >= 0:
-            return src, dst, (s_key, d_id, d_key, s_id)
-        return src, dst, None
+        hit = (src, dst, (s_key, d_id, d_key, s_id) if s_key >= 0 and d_key >= 0 else None)
+        if len(self.pairs) > 200_000:
+            self.pairs.clear()
+        self.pairs[k] = hit
+        return hit
 
     def sides(self, src: FlowPeer, dst: FlowPeer, now: float | None) -> tuple[int, int, int, int] | None:
         """(source side, destination as the source sees it, destination side, source as the
