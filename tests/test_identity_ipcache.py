@@ -87,3 +87,18 @@ def test_ipv6_lookups() -> None:
     assert ipc.lookup("2001:db8:1::1") == net
     assert ipc.lookup("2001:db9::1").id == 10
     assert ipc.lookup("1.1.1.1").id == 9
+
+
+def test_a_write_changes_the_answer_for_addresses_looked_up_before() -> None:
+    # Lookups are memoised by address text; every write must be seen by the next lookup.
+    alloc, ipc = make()
+    assert ipc.lookup("203.0.113.7").id == 2
+    cidr = ipc.add_cidr("203.0.113.0/24")
+    assert ipc.lookup("203.0.113.7") == cidr
+    pod = alloc.allocate(pod_identity_labels({"app": "web"}, "shop", {}))
+    ipc.add_pod_ip("203.0.113.7", pod)
+    assert ipc.lookup("203.0.113.7") == pod
+    ipc.add_node_ip("203.0.113.8", local=True)
+    assert ipc.lookup("203.0.113.8").id == 1
+    ipc.add_kube_apiserver_ip("203.0.113.8")  # the local host identity gains kube-apiserver
+    assert "reserved:kube-apiserver" in ipc.lookup("203.0.113.8").labels.to_strings()
