@@ -390,12 +390,12 @@ def _l7_type(req: L7Request) -> str:
 
 
 def _compiled(engine: PolicyEngine, rules: L7Rules, kind: str) -> Any:
-    from ciliary.l7.http import HTTPPolicy
-    from ciliary.l7.kafka import KafkaPolicy
-
     key = id(rules)
     hit = engine.l7_cache.get(key)
     if hit is None:
+        from ciliary.l7.http import HTTPPolicy
+        from ciliary.l7.kafka import KafkaPolicy
+
         if kind == "http":
             hit = HTTPPolicy(rules.http or [])
         elif kind == "kafka":

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
 import orjson
 
 from ciliary.cluster.endpoints import Endpoint
@@ -62,6 +63,7 @@ JSON = dict[str, Any]
 _MAX_CONNECTIONS = 500_000
 _MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
 _FOLLOWS = "follows its connection"
+_PRESENT = msgspec.Raw(b"0")
 _Decision = tuple[Verdict, JSON, frozenset[str]]  # a verdict, the output fields it sets and removes
 
 
@@ -347,7 +349,7 @@ def replay(
     state = _Replayer(engine, rep)
     for src in sources:
         state.file = str(src)
-        yield from map_heads(src, rep.stats, HEAD_DECODER, state.one_head, state.one_dict, strict=strict, on_bad=on_bad)
+        yield from map_heads(src, rep.stats, HEAD_DECODER, state.one, state.one_dict, strict=strict, on_bad=on_bad)
 
 
 _MATCH_TYPE_CODES = {"L3_ONLY": 1, "L3_L4": 2, "L4_ONLY": 3, "ALL": 4, "L3_PROTO": 5, "PROTO_ONLY": 6}
@@ -490,17 +492,20 @@ class _Replayer:
         return reads
 
     # -- one flow -------------------------------------------------------------------------
-    def one_head(self, env: EnvelopeHead, line: bytes, lineno: int) -> ReplayedFlow | None:
-        """A line the fast reader decoded; None hands a non-canonical one to the full reader."""
+    def one_dict(self, flow: JSON, _env: JSON | None, lineno: int) -> ReplayedFlow:
+        """A flow of the full reader."""
+        head = head_from_dict(flow)
+        head.event_type = _PRESENT  # canonical now, whether or not the line had one
+        rf = self.one(EnvelopeHead(head), flow, lineno)
+        assert rf is not None
+        return rf
+
+    def one(self, env: EnvelopeHead, source: bytes | JSON, lineno: int) -> ReplayedFlow | None:
+        """One flow, from the line the fast reader decoded (or the full reader's dict);
+        None hands a line not in canonical form to the full reader."""
         f = env.flow
         if f is None or not len(f.event_type):
             return None
-        return self.one(f, line, lineno)
-
-    def one_dict(self, flow: JSON, _env: JSON | None, lineno: int) -> ReplayedFlow:
-        return self.one(head_from_dict(flow), flow, lineno)
-
-    def one(self, f: FlowHead, source: bytes | JSON, lineno: int) -> ReplayedFlow:
         recorded = f.verdict
         ips = f.IP
         if ips is not None:
