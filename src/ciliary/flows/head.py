@@ -14,12 +14,13 @@ builds the same head from the canonical dict, so both paths decide alike.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 JSON = dict[str, Any]
 _EMPTY = msgspec.Raw(b"")
+EVENT_TYPE_ABSENT: Final = _EMPTY
 
 
 class Ports(msgspec.Struct):
@@ -74,7 +75,8 @@ class FlowHead(msgspec.Struct):
     destination: EndpointHead | None = None
     is_reply: bool | None = None
     l7: JSON | None = None
-    # Present in every canonical flow; its absence sends the line to the full reader.
+    # Present in every canonical flow; its absence (the default object itself) sends the
+    # line to the full reader.
     event_type: msgspec.Raw = _EMPTY
 
 

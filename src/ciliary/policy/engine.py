@@ -121,7 +121,7 @@ class PolicyEngine:
         self.fqdn_caches: dict[str, FQDNCache] = {}
         # ip -> node -> keys of the endpoints there whose DNS proxy learned the ip
         self._fqdn_ips: dict[str, dict[str | None, set[str]]] = {}
-        self._fqdn_versions: dict[str, int] = {}  # shared by the FQDN caches (FQDNCache.versions)
+        self._fqdn_versions: dict[tuple[str, str | None], int] = {}  # shared: FQDNCache.versions
         # (ip, observer, no time) -> (version, valid from, valid until, FQDN identity or None)
         self._fqdn_memo: dict[tuple[str, str | None, bool], tuple[int, float, float, Identity | None]] = {}
         self._fqdn_identities: dict[tuple[str, frozenset[str]], Identity] = {}  # (ip, selector keys) ->
@@ -212,7 +212,7 @@ class PolicyEngine:
             cfg = self.config
             cache = FQDNCache(
                 cfg.tofqdns_min_ttl, cfg.tofqdns_endpoint_max_ip_per_hostname,
-                cfg.tofqdns_idle_connection_grace_period, versions=self._fqdn_versions,
+                cfg.tofqdns_idle_connection_grace_period, versions=self._fqdn_versions, node=node_name(ep),
             )
             self.fqdn_caches[ep.key] = cache
         return cache
@@ -227,7 +227,7 @@ class PolicyEngine:
         # Memoised per (ip, observer) while no cache learns or marks the ip and time stays
         # inside the window in which every name found stays valid.
         mkey = (ip, observer, now is None)
-        version = self._fqdn_versions.get(ip, 0)
+        version = self._fqdn_versions.get((ip, observer), 0)
         m = self._fqdn_memo.get(mkey)
         if m is not None and m[0] == version and (now is None or m[1] <= now < m[2]):
             return m[3]

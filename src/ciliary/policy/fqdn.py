@@ -33,15 +33,22 @@ class FQDNCache:
     # marks IPs alive until gcStart + tofqdns-idle-connection-grace-period).
     _connections: dict[str, float] = field(default_factory=dict)
     _by_ip: dict[str, dict[str, None]] = field(default_factory=dict)  # ip -> names (ordered)
-    # ip -> a count raised whenever what `names_for(ip, now)` gives may change other than by
-    # time passing (shared by the engine's caches, whose FQDN identities are memoised by it).
-    versions: dict[str, int] = field(default_factory=dict)
+    # (ip, node) and (ip, None) -> a count raised whenever what `names_for(ip, now)` gives may
+    # change other than by time passing: shared by the engine's caches, whose FQDN
+    # identities are memoised per observing node by it. `node` is this endpoint's node.
+    versions: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    node: str | None = None
+
+    def _bump(self, ip: str) -> None:
+        versions = self.versions
+        for key in ((ip, self.node), (ip, None)):
+            versions[key] = versions.get(key, 0) + 1
 
     def mark_connection(self, ip: str, now: float | None) -> None:
         if now is not None:
             self._connections[ip] = max(now, self._connections.get(ip, now))
             if self.grace_period > 0:  # may keep an expired name valid again
-                self.versions[ip] = self.versions.get(ip, 0) + 1
+                self._bump(ip)
 
     def _valid(self, ip: str, expires: float, now: float | None) -> bool:
         if now is None or expires > now:
@@ -52,26 +59,25 @@ class FQDNCache:
     def update(self, name: str, ips: list[str], ttl: int, now: float | None) -> None:
         entry = self._names.setdefault(name, _Name())
         expires = (now or 0.0) + max(ttl, self.min_ttl)
-        versions = self.versions
         for ip in ips:
             before = entry.ips.pop(ip, None)
             entry.ips[ip] = expires
             self._by_ip.setdefault(ip, {})[name] = None
             # A name valid now and kept valid at least as long changes no answer.
             if before is None or before <= (now or 0.0) or expires < before:
-                versions[ip] = versions.get(ip, 0) + 1
+                self._bump(ip)
         while len(entry.ips) > self.max_ips_per_hostname:
             oldest = min(entry.ips, key=lambda i: entry.ips[i])
             del entry.ips[oldest]
             self._by_ip[oldest].pop(name, None)
-            versions[oldest] = versions.get(oldest, 0) + 1
+            self._bump(oldest)
 
     def names_for(self, ip: str, now: float | None) -> list[str]:
         """Names that resolved to `ip` and are still valid at `now`."""
         return self.names_until(ip, now)[0]
 
     def names_until(self, ip: str, now: float | None) -> tuple[list[str], float]:
-        """`names_for`, and the time until which it stays so while `versions[ip]` does
+        """`names_for`, and the time until which it stays so while its version does
         (a name that lapsed stays lapsed as time passes; one valid lapses at its expiry or
         at the end of its grace period)."""
         out = []

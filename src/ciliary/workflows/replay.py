@@ -25,6 +25,7 @@ from ciliary.cluster.endpoints import Endpoint
 from ciliary.cluster.model import Pod
 from ciliary.flows.codec import OnBadLine, ReadStats, map_heads
 from ciliary.flows.head import (
+    EVENT_TYPE_ABSENT,
     HEAD_DECODER,
     EndpointHead,
     EnvelopeHead,
@@ -504,7 +505,7 @@ class _Replayer:
         """One flow, from the line the fast reader decoded (or the full reader's dict);
         None hands a line not in canonical form to the full reader."""
         f = env.flow
-        if f is None or not len(f.event_type):
+        if f is None or f.event_type is EVENT_TYPE_ABSENT:
             return None
         recorded = f.verdict
         ips = f.IP
@@ -521,7 +522,7 @@ class _Replayer:
             if t is None:
                 return self.judge(f, source, recorded, sip, dip, None, bool(f.is_reply), lineno)
             proto, sport, dport = t
-        is_reply = bool(f.is_reply)
+        is_reply = f.is_reply is True
         if f.l7 is None and sip and dip:
             # The common case first: an L3/L4 flow of a connection already seen.
             conns = self.conns
