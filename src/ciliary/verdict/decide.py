@@ -446,7 +446,10 @@ def check_l7(
                 rules.append(str(c.origin) + (f" rules.{kind}[{idx}]" if idx is not None else ""))
     if not ok:
         reason = f"no {kind} rule of the {len(contributions)} rule(s) allowing this peer and port matches"
-    v = L7Verdict(kind, FORWARDED if ok else DROPPED, direction, reason, allowed_by=sorted(set(allowed_by)), rules=rules)
+    if len(allowed_by) > 1:  # distinct and sorted, by the fields PolicyRef orders by
+        by_key = {(r.kind, r.namespace, r.name): r for r in allowed_by}
+        allowed_by = [by_key[k] for k in sorted(by_key)]
+    v = L7Verdict(kind, FORWARDED if ok else DROPPED, direction, reason, allowed_by=allowed_by, rules=rules)
     if kind == "http" and not ok:
         from ciliary.l7.http import HTTP_DENY_STATUS
 

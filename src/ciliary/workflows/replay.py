@@ -11,6 +11,7 @@ cache in time order, so `toFQDNs` is judged as it would be live.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -343,14 +344,18 @@ def replay(
 ) -> Iterator[ReplayedFlow]:
     """Yield every input flow, in input order, with its predicted verdict.
 
-    The output flow is the reader's dict annotated in place; flows decided the same way
-    share their `*_allowed_by`/`*_denied_by` lists, so treat them as read-only.
+    A flow's output Hubble flow (`ReplayedFlow.flow`) is made when first read; flows decided
+    the same way share their `*_allowed_by`/`*_denied_by` lists, so treat them as read-only.
     """
     rep = report if report is not None else ReplayReport()
     state = _Replayer(engine, rep)
-    for src in sources:
-        state.file = str(src)
-        yield from map_heads(src, rep.stats, HEAD_DECODER, state.one, state.one_dict, strict=strict, on_bad=on_bad)
+
+    def read(src: str | Path) -> Iterator[ReplayedFlow]:
+        state.file = str(src)  # set as the chain reaches this source
+        return map_heads(src, rep.stats, HEAD_DECODER, state.one, state.one_dict, strict=strict, on_bad=on_bad)
+
+    # chain, not `yield from`: one generator frame less per flow
+    return itertools.chain.from_iterable(read(src) for src in sources)
 
 
 _MATCH_TYPE_CODES = {"L3_ONLY": 1, "L3_L4": 2, "L4_ONLY": 3, "ALL": 4, "L3_PROTO": 5, "PROTO_ONLY": 6}
