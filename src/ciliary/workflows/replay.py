@@ -66,7 +66,9 @@ _MAX_CONNECTIONS = 500_000
 _MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
 _FOLLOWS = "follows its connection"
 _PRESENT = msgspec.Raw(b"0")
-_Decision = tuple[Verdict, JSON, frozenset[str]]  # a verdict, the output fields it sets and removes
+# A verdict, the output fields it sets and those it removes, and the flow's predicted verdict
+# (DROPPED when a proxy denied the request).
+_Decision = tuple[Verdict, JSON, frozenset[str], str]
 
 
 @dataclass(slots=True)
@@ -129,7 +131,7 @@ def _flow_of_line(line: bytes) -> JSON:
 
 def _apply(out: JSON, d: _Decision) -> None:
     """Write a decision's predicted verdict into an output flow."""
-    v, upd, pops = d
+    v, upd, pops, _ = d
     out.update(upd)
     if not pops.isdisjoint(out):
         for k in pops:
@@ -573,7 +575,7 @@ class _Replayer:
                 ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
                 if ok and answer_ips:
                     engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
-                predicted = q.verdict if not (q.l7 and q.l7.verdict == DROPPED) else DROPPED
+                predicted = qd[3]
                 return self.count(ReplayedFlow(recorded, predicted, q, "DNS response", file, lineno, source, qd))
         if l4 is None or not sip or not dip:
             rep.unjudged += 1
@@ -598,34 +600,45 @@ class _Replayer:
         # A reply whose connection we never saw is judged in the original direction.
         if is_reply:
             src, dst, sides = self.pair(f.destination, dip, f.source, sip)
+            port, request = sport, None
         else:
             src, dst, sides = self.pair(f.source, sip, f.destination, dip)
-        # Time matters only for an address once DNS answers were learned (their TTLs).
-        now = _time(f.time) if sides is None and engine.fqdn_caches else None
-        if is_reply:
-            d = self.decide(src, dst, proto, sport, None, now, sides)
-            conns[rkey] = d
+            port = dport
+        if sides is not None and request is None:
+            # Two pods, no request: the decision of their sides on this port, most often known.
+            now = None
+            d = self.vcache.get((sides, proto, port)) or self.decide(src, dst, proto, port, None, None, sides)
         else:
-            d = self.decide(src, dst, proto, dport, request, now, sides)
-            if request is None:
-                conns[key] = d
-        v = d[0]
+            # Time matters only for an address once DNS answers were learned (their TTLs).
+            now = _time(f.time) if sides is None and engine.fqdn_caches else None
+            d = self.decide(src, dst, proto, port, request, now, sides)
+        if is_reply:
+            conns[rkey] = d
+        elif request is None:
+            conns[key] = d
         if len(conns) > _MAX_CONNECTIONS:
             # Forget the oldest connections, like conntrack garbage collection.
             for old in list(conns)[: _MAX_CONNECTIONS // 10]:
                 del conns[old]
-        predicted = v.verdict
-        if v.l7 is not None and v.l7.verdict == DROPPED:
-            predicted = DROPPED
-        if predicted != DROPPED and not is_reply and src.endpoint is not None and dst.endpoint is None and src.endpoint.key in engine.fqdn_caches:
-            engine.fqdn_caches[src.endpoint.key].mark_connection(dip, now)
-        override = None
-        if is_reply and predicted != DROPPED:
-            override = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-        rf = ReplayedFlow(recorded, predicted, v, "decided", file, lineno, source, d, override)
+        v, _, _, predicted = d
+        if is_reply:
+            override = None
+            if predicted != DROPPED:
+                override = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+            rf = ReplayedFlow(recorded, predicted, v, "decided", file, lineno, source, d, override)
+        else:
+            if dst.endpoint is None and predicted != DROPPED and src.endpoint is not None:
+                cache = engine.fqdn_caches.get(src.endpoint.key)
+                if cache is not None:
+                    cache.mark_connection(dip, now)
+            rf = ReplayedFlow(recorded, predicted, v, "decided", file, lineno, source, d)
         if v.verdict == AUDIT:
             self.audit(f, v, sip, dip, proto, sport, dport, is_reply)
-        return self.count(rf)
+        by = self.by_verdict
+        by[predicted] = by.get(predicted, 0) + 1
+        if recorded != predicted and rf.changed:
+            self.count_change(rf)
+        return rf
 
     def audit(self, f: FlowHead, v: Verdict, sip: str, dip: str, proto: int, sport: int, dport: int, is_reply: bool) -> None:
         side = v.deciding
@@ -669,7 +682,7 @@ def _request_decision(base: _Decision, r: Verdict) -> _Decision:
         and r.egress.allowed_by is v.egress.allowed_by and r.egress.denied_by is v.egress.denied_by
         and r.ingress.allowed_by is v.ingress.allowed_by and r.ingress.denied_by is v.ingress.denied_by
     ):
-        return r, base[1], base[2]
+        return r, base[1], base[2], _predicted(r)
     return _decision(r)
 
 
@@ -691,4 +704,8 @@ def _decision(v: Verdict) -> _Decision:
             upd[key] = _refs(refs)
         else:
             pops.append(key)
-    return v, upd, frozenset(pops)
+    return v, upd, frozenset(pops), _predicted(v)
+
+
+def _predicted(v: Verdict) -> str:
+    return DROPPED if v.l7 is not None and v.l7.verdict == DROPPED else v.verdict
