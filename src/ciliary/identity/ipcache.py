@@ -102,8 +102,9 @@ class IPCache:
         self._families = {4: _Family(32), 6: _Family(128)}
         self._tags: dict[IPNetwork, set[str]] = {}
         self._host = allocator.host  # the observing node's view of identity 1
-        # Address text -> its identity: replay asks for the same addresses over and over.
+        # Address text -> its identity / entry: replay asks for the same addresses over and over.
         self._memo: dict[str, Identity] = {}
+        self._entry_memo: dict[str, IPCacheEntry | None] = {}
 
     # -- writing ------------------------------------------------------------
     def upsert(self, prefix: str | IPNetwork | IPAddress, identity: Identity, priority: int) -> bool:
@@ -117,6 +118,7 @@ class IPCache:
             return False
         table[key] = IPCacheEntry(net, identity, priority)
         self._memo.clear()
+        self._entry_memo.clear()
         return True
 
     def add_pod_ip(self, ip: str, identity: Identity) -> None:
@@ -185,6 +187,17 @@ class IPCache:
 
     def lookup_entry(self, ip: str | IPAddress) -> IPCacheEntry | None:
         """The longest-prefix entry containing `ip`, or None (world)."""
+        if isinstance(ip, str):
+            memo = self._entry_memo
+            if ip in memo:
+                return memo[ip]
+            if len(memo) > 100_000:
+                memo.clear()
+            hit = memo[ip] = self._lookup_entry(ip)
+            return hit
+        return self._lookup_entry(ip)
+
+    def _lookup_entry(self, ip: str | IPAddress) -> IPCacheEntry | None:
         if isinstance(ip, str):
             version, value = _parse_ip(ip)
         else:

@@ -208,6 +208,10 @@ _SECONDS: dict[str, float] = {}
 def _time(t: str) -> float | None:
     if not t:
         return None
+    if len(t) == 30 and t[19] == "." and t[29] == "Z":  # as Hubble writes it: nanoseconds, UTC
+        base = _SECONDS.get(t[:19])
+        if base is not None:
+            return base + float("0." + t[20:29])
     try:
         # Hubble writes nanoseconds; Python parses microseconds. Flows come in time order,
         # so the whole-second part repeats: parse it once.
