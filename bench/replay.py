@@ -37,7 +37,7 @@ measurement, from wait4):
   with `-o json > /dev/null`, wall time (process start, engine build and output included);
 * observe: `observe([file], --namespace NS --verdict DROPPED, -o compact)` written to /dev/null.
 
-plain, replay and observe run `--repeat` times (default 2), interleaved; the fastest run counts
+plain, replay and observe run `--repeat` times (default 3), interleaved; the fastest run counts
 (the machine's other load only ever slows a run down). The CLI runs once.
 
 Targets: replay loop time <= 2x the plain parse time; observe <= 1.5x; streaming: the memory the
@@ -1072,7 +1072,7 @@ def main() -> int:
     ap.add_argument("--small", action="store_true", help="everything 10x smaller (quick check)")
     ap.add_argument("--seed", type=int, default=None, help="generator seed (default: bench/engine.py's)")
     ap.add_argument("--keep", metavar="DIR", help="write the generated files to DIR and keep them (reused if unchanged)")
-    ap.add_argument("--repeat", type=int, default=2, help="runs of each in-process measurement (the best counts)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each in-process measurement (the best counts)")
     ap.add_argument("--profile", choices=["replay", "observe"], help="cProfile one loop in-process instead")
     ap.add_argument("--file", dest="profile_file", default="l4", help="l4 | l7 (with --profile)")
     ap.add_argument("--sort", default="both", choices=["cumulative", "tottime", "both"], help="--profile order")

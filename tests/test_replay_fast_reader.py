@@ -118,3 +118,46 @@ def test_a_number_beyond_a_double_in_an_unread_field_still_gives_its_flow(tmp_pa
     [(_, reason, _, flow)], summary = _run([path], TIGHT)
     assert summary["bad_lines"] == 0 and reason == "decided"
     assert flow["Summary"] == float("inf") and flow["recorded_verdict"] == "FORWARDED"
+
+
+@pytest.mark.parametrize("policies", [TIGHT, []], ids=["tight", "none"])
+def test_json_lines_are_the_output_flows(policies: list[Path]) -> None:
+    # Flows replay changes nothing in but recorded_verdict are written from their input
+    # line; the others are encoded again. Both must be the output flow, keys in order.
+    engine = build_engine(CLUSTER, policies, AgentConfig())
+    lines = [(rf.json_line(), rf) for rf in replay(engine, FLOW_FILES)]
+    spliced = 0
+    for line, rf in lines:
+        assert line.endswith(b"}\n") and line.count(b"\n") == 1
+        got = orjson.loads(line)
+        assert got == {"flow": rf.flow}
+        assert list(got["flow"]) == list(rf.flow)
+        spliced += rf.decision is None and rf.override is None
+    assert 100 < spliced < len(lines)
+
+
+def test_json_line_of_a_replayed_file_keeps_one_recorded_verdict(tmp_path: Path) -> None:
+    # Replaying replay's own output: the old recorded_verdict is replaced, not repeated.
+    first = tmp_path / "first.json"
+    engine = build_engine(CLUSTER, TIGHT, AgentConfig())
+    first.write_bytes(b"".join(rf.json_line() for rf in replay(engine, [SEED / "flows.json"])))
+    again = list(replay(build_engine(CLUSTER, TIGHT, AgentConfig()), [first]))
+    for rf in again:
+        line = rf.json_line()
+        assert line.count(b'"recorded_verdict"') == 1
+        assert orjson.loads(line)["flow"]["recorded_verdict"] == rf.recorded
+
+
+def test_json_lines_escape_like_hubble(tmp_path: Path) -> None:
+    # Go's encoder writes &, < and > as \u0026, \u003c, \u003e; so does replay, whether it
+    # writes the input line's flow object or encodes the flow again.
+    flow = orjson.loads(_line(Summary="a&b <c>"))
+    path = tmp_path / "esc.json"
+    path.write_bytes(orjson.dumps(flow).replace(b"&", b"\\u0026").replace(b"<", b"\\u003c").replace(b">", b"\\u003e") + b"\n")
+    path.write_bytes(path.read_bytes() + path.read_bytes())  # the second follows the first
+    first, second = replay(build_engine(CLUSTER, TIGHT, AgentConfig()), [path])
+    assert first.decision is not None and second.decision is None and second.override is None
+    for rf in (first, second):
+        line = rf.json_line()
+        assert b"a\\u0026b \\u003cc\\u003e" in line and b"&" not in line
+        assert orjson.loads(line)["flow"]["Summary"] == "a&b <c>"

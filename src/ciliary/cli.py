@@ -418,7 +418,7 @@ def _replay_out(engine: Any, sources: list[str], strict: bool, bad: Any, rep: An
     if output is ReplayOutput.json:
         w = sys.stdout.buffer
         for rf in do_replay(engine, sources, strict=strict, on_bad=bad, report=rep):
-            w.write(orjson.dumps({"flow": rf.flow}, option=orjson.OPT_APPEND_NEWLINE))
+            w.write(rf.json_line())
         w.flush()
         return
     for n, _ in enumerate(do_replay(engine, sources, strict=strict, on_bad=bad, report=rep), 1):

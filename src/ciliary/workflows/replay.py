@@ -24,7 +24,7 @@ import orjson
 
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.cluster.model import Pod
-from ciliary.flows.codec import OnBadLine, ReadStats, map_heads
+from ciliary.flows.codec import OnBadLine, ReadStats, go_json, map_heads
 from ciliary.flows.head import (
     EVENT_TYPE_ABSENT,
     HEAD_DECODER,
@@ -108,6 +108,17 @@ class ReplayedFlow:
     def changed(self) -> bool:
         return _norm(self.recorded) != _norm(self.predicted)
 
+    def json_line(self) -> bytes:
+        """The output as one `{"flow": ...}` JSON line, serialised as Hubble does (Go's HTML-safe
+        escaping). A flow replay changes nothing in but `recorded_verdict` is its input line's
+        flow object with that field added, not decoded and encoded again."""
+        src = self.source
+        if self._out is None and self.decision is None and self.override is None and type(src) is bytes:
+            raw = bytes(_FLOW_RAW.decode(src).flow)
+            if raw.endswith(b"}") and raw != b"{}" and b'"recorded_verdict"' not in raw:
+                return b'{"flow":' + raw[:-1] + b',"recorded_verdict":' + go_json(self.recorded) + b"}}\n"
+        return go_json({"flow": self.flow}) + b"\n"
+
     def describe(self) -> str:
         """`file:line source -> destination port: recorded -> predicted`, by workload."""
         f = self.flow
@@ -115,6 +126,13 @@ class ReplayedFlow:
         src = workload_of_flow_side(f.get("source"), ips.get("source"))
         dst = workload_of_flow_side(f.get("destination"), ips.get("destination"))
         return f"{self.file}:{self.line} {src} -> {dst} {port_label(f)}: {self.recorded} -> {self.predicted}"
+
+
+class _EnvelopeRaw(msgspec.Struct, gc=False):
+    flow: msgspec.Raw = msgspec.Raw(b"")
+
+
+_FLOW_RAW = msgspec.json.Decoder(_EnvelopeRaw)  # a line's flow object, as it is written
 
 
 def _flow_of_line(line: bytes) -> JSON:
