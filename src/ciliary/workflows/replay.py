@@ -66,9 +66,26 @@ _MAX_CONNECTIONS = 500_000
 _MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
 _FOLLOWS = "follows its connection"
 _PRESENT = msgspec.Raw(b"0")
-# A verdict, the output fields it sets and those it removes, and the flow's predicted verdict
-# (DROPPED when a proxy denied the request).
-_Decision = tuple[Verdict, JSON, frozenset[str], str]
+class _Decision:
+    """A verdict and what replay writes for it: the flow's predicted verdict (DROPPED when a
+    proxy denied the request) and the output fields (made when a first output flow is, then
+    shared; a request that changed none of its connection's takes the connection's)."""
+
+    __slots__ = ("_fields", "of", "predicted", "verdict")
+
+    def __init__(self, v: Verdict, of: _Decision | None = None) -> None:
+        self.verdict = v
+        self.predicted = DROPPED if v.l7 is not None and v.l7.verdict == DROPPED else v.verdict
+        self.of = of
+        self._fields: tuple[JSON, frozenset[str]] | None = None
+
+    def fields(self) -> tuple[JSON, frozenset[str]]:
+        """The output fields the decision sets and those it removes."""
+        if self.of is not None:
+            return self.of.fields()
+        if self._fields is None:
+            self._fields = _output_fields(self.verdict)
+        return self._fields
 
 
 @dataclass(slots=True)
@@ -149,7 +166,8 @@ def _flow_of_line(line: bytes) -> JSON:
 
 def _apply(out: JSON, d: _Decision) -> None:
     """Write a decision's predicted verdict into an output flow."""
-    v, upd, pops, _ = d
+    v = d.verdict
+    upd, pops = d.fields()
     out.update(upd)
     if not pops.isdisjoint(out):
         for k in pops:
@@ -480,14 +498,14 @@ class _Replayer:
         if sides is None:
             sides = self.sides(src, dst, now)
             if sides is None:
-                return _decision(decide(self.engine, Flow(src, dst, proto, dport, request, now)))
+                return _Decision(decide(self.engine, Flow(src, dst, proto, dport, request, now)))
         key = (sides, proto, dport)
         d = self.vcache.get(key)
         if d is None:
-            d = _decision(decide(self.engine, Flow(src, dst, proto, dport, None, now)))
+            d = _Decision(decide(self.engine, Flow(src, dst, proto, dport, None, now)))
             if len(self.vcache) < 500_000:
                 self.vcache[key] = d
-        v = d[0]
+        v = d.verdict
         if request is None or not (v.egress.redirected or v.ingress.redirected):
             return d
         # A request is checked by the proxy of each redirecting side. DNS names repeat; HTTP
@@ -561,7 +579,7 @@ class _Replayer:
                 known = conns.get((proto, sip, sport, dip, dport))
             if known is not None:
                 # conntrack: the connection's verdict; a reply of a dropped connection never happens.
-                predicted = known[0].verdict
+                predicted = known.verdict.verdict
                 if predicted == DROPPED:
                     rf = ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, lineno, source, known,
                                       None if predicted == recorded else predicted)
@@ -593,11 +611,11 @@ class _Replayer:
             answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
             if client.endpoint is not None and dns.get("query") and l4 is not None:
                 qd = self.decide(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now, sides)
-                q = qd[0]
+                q = qd.verdict
                 ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
                 if ok and answer_ips:
                     engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
-                predicted = qd[3]
+                predicted = qd.predicted
                 return self.count(ReplayedFlow(recorded, predicted, q, "DNS response", file, lineno, source, qd))
         if l4 is None or not sip or not dip:
             rep.unjudged += 1
@@ -612,7 +630,7 @@ class _Replayer:
             if known is None and is_reply:
                 known = conns.get(key)
             if known is not None:
-                predicted = known[0].verdict
+                predicted = known.verdict.verdict
                 if is_reply and predicted != DROPPED:
                     predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
                 return self.count(ReplayedFlow(
@@ -642,7 +660,7 @@ class _Replayer:
             # Forget the oldest connections, like conntrack garbage collection.
             for old in list(conns)[: _MAX_CONNECTIONS // 10]:
                 del conns[old]
-        v, _, _, predicted = d
+        v, predicted = d.verdict, d.predicted
         if is_reply:
             override = None
             if predicted != DROPPED:
@@ -697,19 +715,19 @@ def _request_decision(base: _Decision, r: Verdict) -> _Decision:
     """The decision of a request on a connection decided as `base`: the output fields are
     base's when the request changed none of what they are made of (only the proxy's verdict,
     which `apply` writes itself)."""
-    v = base[0]
+    v = base.verdict
     if (
         r.verdict == v.verdict and r.drop_reason_desc == v.drop_reason_desc
         and r.traffic_direction == v.traffic_direction and r.policy_match_type == v.policy_match_type
         and r.egress.allowed_by is v.egress.allowed_by and r.egress.denied_by is v.egress.denied_by
         and r.ingress.allowed_by is v.ingress.allowed_by and r.ingress.denied_by is v.ingress.denied_by
     ):
-        return r, base[1], base[2], _predicted(r)
-    return _decision(r)
+        return _Decision(r, base)
+    return _Decision(r)
 
 
-def _decision(v: Verdict) -> _Decision:
-    """A verdict with the output fields it sets and those it removes."""
+def _output_fields(v: Verdict) -> tuple[JSON, frozenset[str]]:
+    """The output fields a verdict sets and those it removes."""
     upd: JSON = {"verdict": v.verdict}
     pops: list[str] = []
     if v.drop_reason_desc:
@@ -726,8 +744,5 @@ def _decision(v: Verdict) -> _Decision:
             upd[key] = _refs(refs)
         else:
             pops.append(key)
-    return v, upd, frozenset(pops), _predicted(v)
+    return upd, frozenset(pops)
 
-
-def _predicted(v: Verdict) -> str:
-    return DROPPED if v.l7 is not None and v.l7.verdict == DROPPED else v.verdict
