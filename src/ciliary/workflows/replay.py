@@ -488,25 +488,45 @@ class _Replayer:
             return None
         return (self.side_key(s), d_seen.id, self.side_key(d), s_seen.id)
 
-    def decide(
-        self, src: FlowPeer, dst: FlowPeer, proto: int, dport: int, request: L7Request | None, now: float | None,
-        sides: tuple[int, int, int, int] | None = None,
-    ) -> _Decision:
-        """Connections between the same identities on the same port get the same verdict:
-        decide once per (source side, destination side, protocol, port), as the policy map
-        would. The decision carries the fields it writes into output flows, made once too."""
+    def base(
+        self, a: EndpointHead | None, a_ip: str, b: EndpointHead | None, b_ip: str, proto: int, port: int,
+    ) -> tuple[FlowPeer, FlowPeer, tuple[Any, ...] | None, _Decision | None]:
+        """The peers of a connection from `a` to `b` on `port` and, between two pods, its
+        decision cache key and L3/L4 decision. Connections between the same identities on the
+        same port get the same verdict: they are decided once per (source side, destination
+        side, protocol, port), as the policy map would."""
+        src, dst, sides = self.pair(a, a_ip, b, b_ip)
         if sides is None:
-            sides = self.sides(src, dst, now)
-            if sides is None:
-                return _Decision(decide(self.engine, Flow(src, dst, proto, dport, request, now)))
-        key = (sides, proto, dport)
+            return src, dst, None, None
+        key = (sides, proto, port)
+        return src, dst, key, self.vcache.get(key) or self.l3l4(src, dst, key, None)
+
+    def l3l4(self, src: FlowPeer, dst: FlowPeer, key: tuple[Any, ...], now: float | None) -> _Decision:
+        """The L3/L4 decision of `key` = (sides, protocol, port)."""
         d = self.vcache.get(key)
         if d is None:
-            d = _Decision(decide(self.engine, Flow(src, dst, proto, dport, None, now)))
+            d = _Decision(decide(self.engine, Flow(src, dst, key[1], key[2], None, now)))
             if len(self.vcache) < 500_000:
                 self.vcache[key] = d
+        return d
+
+    def decide(
+        self, src: FlowPeer, dst: FlowPeer, proto: int, dport: int, request: L7Request | None, now: float | None,
+    ) -> _Decision:
+        """The decision of a connection with a peer that is not a pod (hosts are seen
+        differently from each node, and an address may become an FQDN identity as DNS
+        answers arrive): its sides are worked out for this flow."""
+        sides = self.sides(src, dst, now)
+        if sides is None:
+            return _Decision(decide(self.engine, Flow(src, dst, proto, dport, request, now)))
+        key = (sides, proto, dport)
+        d = self.l3l4(src, dst, key, now)
+        return d if request is None else self.with_request(d, key, request)
+
+    def with_request(self, d: _Decision, key: tuple[Any, ...], request: L7Request) -> _Decision:
+        """The decision of one request on a connection decided as `d` (cache key `key`)."""
         v = d.verdict
-        if request is None or not (v.egress.redirected or v.ingress.redirected):
+        if not (v.egress.redirected or v.ingress.redirected):
             return d
         # A request is checked by the proxy of each redirecting side. DNS names repeat; HTTP
         # requests repeat too once headers the rules never read (request ids) are left out.
@@ -607,14 +627,23 @@ class _Replayer:
         if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
             dns = l7["dns"]
             now = _time(f.time)
-            client, server, sides = self.pair(f.destination, dip, f.source, sip)
-            answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
-            if client.endpoint is not None and dns.get("query") and l4 is not None:
-                qd = self.decide(client, server, l4[0], l4[1], DNSQuery(str(dns["query"])), now, sides)
+            query = dns.get("query")
+            if l4 is not None:
+                client, server, key, base = self.base(f.destination, dip, f.source, sip, l4[0], l4[1])
+            else:
+                client, server, _ = self.pair(f.destination, dip, f.source, sip)
+                key = base = None
+            if client.endpoint is not None and query and l4 is not None:
+                answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
+                q_req = DNSQuery(str(query))
+                if key is not None and base is not None:
+                    qd = self.with_request(base, key, q_req)
+                else:
+                    qd = self.decide(client, server, l4[0], l4[1], q_req, now)
                 q = qd.verdict
                 ok = q.verdict != DROPPED and q.egress.redirected and (q.egress.l7 is None or q.egress.l7.verdict != DROPPED)
                 if ok and answer_ips:
-                    engine.learn_dns(client.endpoint, str(dns["query"]), answer_ips, int(dns.get("ttl") or 0), now)
+                    engine.learn_dns(client.endpoint, q_req.qname, answer_ips, int(dns.get("ttl") or 0), now)
                 predicted = qd.predicted
                 return self.count(ReplayedFlow(recorded, predicted, q, "DNS response", file, lineno, source, qd))
         if l4 is None or not sip or not dip:
@@ -639,19 +668,18 @@ class _Replayer:
                 ))
         # A reply whose connection we never saw is judged in the original direction.
         if is_reply:
-            src, dst, sides = self.pair(f.destination, dip, f.source, sip)
+            src, dst, vkey, base = self.base(f.destination, dip, f.source, sip, proto, sport)
             port, request = sport, None
         else:
-            src, dst, sides = self.pair(f.source, sip, f.destination, dip)
+            src, dst, vkey, base = self.base(f.source, sip, f.destination, dip, proto, dport)
             port = dport
-        if sides is not None and request is None:
-            # Two pods, no request: the decision of their sides on this port, most often known.
+        if vkey is not None and base is not None:  # two pods
             now = None
-            d = self.vcache.get((sides, proto, port)) or self.decide(src, dst, proto, port, None, None, sides)
+            d = base if request is None else self.with_request(base, vkey, request)
         else:
             # Time matters only for an address once DNS answers were learned (their TTLs).
-            now = _time(f.time) if sides is None and engine.fqdn_caches else None
-            d = self.decide(src, dst, proto, port, request, now, sides)
+            now = _time(f.time) if engine.fqdn_caches else None
+            d = self.decide(src, dst, proto, port, request, now)
         if is_reply:
             conns[rkey] = d
         elif request is None:
