@@ -77,7 +77,7 @@ class Flow:
         return f"{self.src} -> {self.dst} {what}"
 
 
-@dataclass
+@dataclass(slots=True)
 class L7Verdict:
     """The proxy's verdict for one request (Hubble emits it as an L7 flow)."""
 
@@ -109,7 +109,7 @@ class L7Verdict:
         return d
 
 
-@dataclass
+@dataclass(slots=True)
 class SideVerdict:
     """The decision of one side (the source's egress or the destination's ingress)."""
 
@@ -196,7 +196,7 @@ def _ref(r: PolicyRef) -> dict[str, str]:
     return {"kind": r.kind, "namespace": r.namespace, "name": r.name}
 
 
-@dataclass
+@dataclass(slots=True)
 class Verdict:
     flow: Flow
     verdict: str
