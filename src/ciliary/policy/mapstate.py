@@ -118,6 +118,19 @@ class _RuleEntry:
 def _merge(m: MapEntry, entries: list[_RuleEntry]) -> MapEntry:
     """Merge rule entries of one key into its map entry like Cilium: origins and L7
     contributions collected, the strongest auth requirement kept."""
+    if len(entries) == 1 and not m.origins and not m.contributions:  # most keys: one rule entry
+        e = entries[0]
+        if e.origin is not None:
+            m.origins.append(e.origin)
+            m.refs = (e.origin.ref,)
+        if not m.deny:
+            if e.auth and (m.auth is None or e.auth > m.auth):
+                m.auth = e.auth
+            c = e.contribution
+            if c is not None:
+                m.contributions.append(c)
+                m.redirect = c.rules is not None
+        return m
     for e in entries:
         if e.origin is not None and e.origin not in m.origins:
             m.origins.append(e.origin)
