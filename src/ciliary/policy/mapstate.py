@@ -11,8 +11,10 @@ tie goes to the peer's own entry.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
+
+import msgspec
 
 from ciliary.model.policy import PolicyRef
 from ciliary.policy.ports import PROTO_ANY, PortPrefix
@@ -50,13 +52,13 @@ class L7Contribution:
     rules: object | None  # ciliary.model.cilium.L7Rules
 
 
-@dataclass(slots=True)
-class MapEntry:
+class MapEntry(msgspec.Struct):
+    # A msgspec Struct: entries are made per looked-up identity, and its constructor is C.
     key: PolicyKey
     deny: bool
-    origins: list[RuleOrigin] = field(default_factory=list)
+    origins: list[RuleOrigin] = msgspec.field(default_factory=list)
     auth: str | None = None
-    contributions: list[L7Contribution] = field(default_factory=list)
+    contributions: list[L7Contribution] = msgspec.field(default_factory=list)
     refs: tuple[PolicyRef, ...] = ()  # the policies of `origins`, sorted (Hubble's *_by lists)
     # A proxy redirect: some rule for this key carries L7 rules (redirect beats none).
     redirect: bool = False

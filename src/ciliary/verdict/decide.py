@@ -9,8 +9,10 @@ denied it (kind, namespace, name) as in `egress_allowed_by` / `ingress_denied_by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
+
+import msgspec
 
 if TYPE_CHECKING:  # imported lazily at run time: only flows with a request need them
     from ciliary.l7.http import HTTPRequest
@@ -36,8 +38,7 @@ AUTH_REQUIRED = "AUTH_REQUIRED"
 DROP_REASON_CODES = {POLICY_DENIED: 133, POLICY_DENY: 181, AUTH_REQUIRED: 189}
 
 
-@dataclass(frozen=True)
-class FlowPeer:
+class FlowPeer(msgspec.Struct, frozen=True):
     """One end of a flow: a managed endpoint, or an address that is not one."""
 
     ip: str | None
@@ -62,8 +63,7 @@ class DNSQuery(NamedTuple):
 L7Request: TypeAlias = "HTTPRequest | KafkaRequest | DNSQuery"
 
 
-@dataclass(frozen=True)
-class Flow:
+class Flow(msgspec.Struct, frozen=True):
     src: FlowPeer
     dst: FlowPeer
     proto: int
@@ -77,8 +77,7 @@ class Flow:
         return f"{self.src} -> {self.dst} {what}"
 
 
-@dataclass(slots=True)
-class L7Verdict:
+class L7Verdict(msgspec.Struct):
     """The proxy's verdict for one request (Hubble emits it as an L7 flow)."""
 
     type: str  # http | kafka | dns
@@ -88,8 +87,8 @@ class L7Verdict:
     http_status: int | None = None
     kafka_error_code: int | None = None
     dns_rcode: str | None = None
-    allowed_by: list[PolicyRef] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
+    allowed_by: list[PolicyRef] = msgspec.field(default_factory=list)
+    rules: list[str] = msgspec.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -109,8 +108,7 @@ class L7Verdict:
         return d
 
 
-@dataclass(slots=True)
-class SideVerdict:
+class SideVerdict(msgspec.Struct):
     """The decision of one side (the source's egress or the destination's ingress)."""
 
     direction: str
@@ -127,8 +125,8 @@ class SideVerdict:
     audited_drop_reason: str | None = None  # what audit mode turned into AUDIT
     redirected: bool = False  # the allow entry carries an L7 redirect (proxy)
     l7: L7Verdict | None = None
-    allowed_by: list[PolicyRef] = field(default_factory=list)
-    denied_by: list[PolicyRef] = field(default_factory=list)
+    allowed_by: list[PolicyRef] = msgspec.field(default_factory=list)
+    denied_by: list[PolicyRef] = msgspec.field(default_factory=list)
     policy: DirectionPolicy | None = None
 
     @property
@@ -196,8 +194,7 @@ def _ref(r: PolicyRef) -> dict[str, str]:
     return {"kind": r.kind, "namespace": r.namespace, "name": r.name}
 
 
-@dataclass(slots=True)
-class Verdict:
+class Verdict(msgspec.Struct):
     flow: Flow
     verdict: str
     drop_reason_desc: str | None
@@ -312,7 +309,7 @@ def decide_request(engine: PolicyEngine, base: Verdict, request: L7Request) -> V
         raise ValueError("the base verdict must be decided without a request")
     rflow = Flow(flow.src, flow.dst, flow.proto, flow.dport, request, flow.time)
     if not (base.egress.redirected or base.ingress.redirected):
-        return replace(base, flow=rflow)
+        return msgspec.structs.replace(base, flow=rflow)
     egress, ingress = base.egress, base.ingress
     if egress.redirected and egress.policy is not None and egress.peer_identity is not None:
         egress = egress.with_l7(check_l7(
