@@ -66,18 +66,15 @@ _MAX_CONNECTIONS = 500_000
 _MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
 _FOLLOWS = "follows its connection"
 _PRESENT = msgspec.Raw(b"0")
-class _Decision:
+class _Decision(msgspec.Struct):
     """A verdict and what replay writes for it: the flow's predicted verdict (DROPPED when a
     proxy denied the request) and the output fields (made when a first output flow is, then
     shared; a request that changed none of its connection's takes the connection's)."""
 
-    __slots__ = ("_fields", "of", "predicted", "verdict")
-
-    def __init__(self, v: Verdict, of: _Decision | None = None) -> None:
-        self.verdict = v
-        self.predicted = DROPPED if v.l7 is not None and v.l7.verdict == DROPPED else v.verdict
-        self.of = of
-        self._fields: tuple[JSON, frozenset[str]] | None = None
+    verdict: Verdict
+    predicted: str
+    of: _Decision | None = None
+    _fields: tuple[JSON, frozenset[str]] | None = None
 
     def fields(self) -> tuple[JSON, frozenset[str]]:
         """The output fields the decision sets and those it removes."""
@@ -86,6 +83,10 @@ class _Decision:
         if self._fields is None:
             self._fields = _output_fields(self.verdict)
         return self._fields
+
+
+def _decided(v: Verdict, of: _Decision | None = None) -> _Decision:
+    return _Decision(v, DROPPED if v.l7 is not None and v.l7.verdict == DROPPED else v.verdict, of)
 
 
 class ReplayedFlow(msgspec.Struct):
@@ -505,7 +506,7 @@ class _Replayer:
         """The L3/L4 decision of `key` = (sides, protocol, port)."""
         d = self.vcache.get(key)
         if d is None:
-            d = _Decision(decide(self.engine, Flow(src, dst, key[1], key[2], None, now)))
+            d = _decided(decide(self.engine, Flow(src, dst, key[1], key[2], None, now)))
             if len(self.vcache) < 500_000:
                 self.vcache[key] = d
         return d
@@ -518,7 +519,7 @@ class _Replayer:
         answers arrive): its sides are worked out for this flow."""
         sides = self.sides(src, dst, now)
         if sides is None:
-            return _Decision(decide(self.engine, Flow(src, dst, proto, dport, request, now)))
+            return _decided(decide(self.engine, Flow(src, dst, proto, dport, request, now)))
         key = (sides, proto, dport)
         d = self.l3l4(src, dst, key, now)
         return d if request is None else self.with_request(d, key, request)
@@ -750,8 +751,8 @@ def _request_decision(base: _Decision, r: Verdict) -> _Decision:
         and r.egress.allowed_by is v.egress.allowed_by and r.egress.denied_by is v.egress.denied_by
         and r.ingress.allowed_by is v.ingress.allowed_by and r.ingress.denied_by is v.ingress.denied_by
     ):
-        return _Decision(r, base)
-    return _Decision(r)
+        return _decided(r, base)
+    return _decided(r)
 
 
 def _output_fields(v: Verdict) -> tuple[JSON, frozenset[str]]:
