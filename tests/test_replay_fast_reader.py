@@ -161,3 +161,29 @@ def test_json_lines_escape_like_hubble(tmp_path: Path) -> None:
         line = rf.json_line()
         assert b"a\\u0026b \\u003cc\\u003e" in line and b"&" not in line
         assert orjson.loads(line)["flow"]["Summary"] == "a&b <c>"
+
+
+def test_json_line_cuts_the_flow_object_only_out_of_hubbles_exact_envelope(tmp_path: Path) -> None:
+    # Each pair: the first line is decided, the second follows it and is written from its
+    # input line; envelopes of another shape take msgspec to find the flow object.
+    flow = orjson.loads(_line())["flow"]
+    envelopes = [
+        {"flow": flow, "node_name": "kind-worker", "time": "2026-04-01T08:00:00.000000001Z"},
+        {"flow": flow, "node_name": 'kind-"worker"', "time": "2026-04-01T08:00:00.000000001Z"},
+        {"node_name": "kind-worker", "flow": flow, "time": "2026-04-01T08:00:00.000000001Z"},
+        {"flow": {**flow, "destination": {**flow["destination"], "x": {"node_name": "y"}}}, "node_name": "n", "time": "t"},
+        {"flow": flow},
+        # a flow whose node_name follows an object field, in an envelope without one
+        {"flow": {**{k: v for k, v in flow.items() if k not in ("Type", "event_type", "traffic_direction")},
+                  "node_name": "x", "time": "t", "event_type": {"type": 4}}},
+        {"x": 1, "flow": flow, "node_name": "n", "time": "t"},
+    ]
+    for i, env in enumerate(envelopes):
+        path = tmp_path / f"env{i}.json"
+        line = orjson.dumps(env) + b"\n"
+        path.write_bytes(line + line)
+        _, second = replay(build_engine(CLUSTER, TIGHT, AgentConfig()), [path])
+        assert second.decision is None and second.override is None
+        got = orjson.loads(second.json_line())
+        assert got == {"flow": {**env["flow"], "recorded_verdict": "FORWARDED"}}, i
+        assert list(got["flow"]) == [*env["flow"], "recorded_verdict"]

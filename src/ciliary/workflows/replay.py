@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -132,9 +133,12 @@ class ReplayedFlow(msgspec.Struct):
         flow object with that field added, not decoded and encoded again."""
         src = self.source
         if self._out is None and self.decision is None and self.override is None and type(src) is bytes:
-            raw = bytes(_FLOW_RAW.decode(src).flow)
+            raw = _flow_object(src)
             if raw.endswith(b"}") and raw != b"{}" and b'"recorded_verdict"' not in raw:
-                return b'{"flow":' + raw[:-1] + b',"recorded_verdict":' + go_json(self.recorded) + b"}}\n"
+                rec = _JSON_STRINGS.get(self.recorded)
+                if rec is None:
+                    rec = _JSON_STRINGS[self.recorded] = go_json(self.recorded)
+                return b'{"flow":' + raw[:-1] + b',"recorded_verdict":' + rec + b"}}\n"
         return go_json({"flow": self.flow}) + b"\n"
 
     def describe(self) -> str:
@@ -151,6 +155,19 @@ class _EnvelopeRaw(msgspec.Struct, gc=False):
 
 
 _FLOW_RAW = msgspec.json.Decoder(_EnvelopeRaw)  # a line's flow object, as it is written
+# The envelope `hubble observe -o json` writes: the flow object, then node_name and time.
+_ENVELOPE_TAIL = re.compile(rb'\},"node_name":"[^"\\]*","time":"[^"\\]*"\}\s*')
+_JSON_STRINGS: dict[str, bytes] = {}  # recorded verdicts, as JSON strings
+
+
+def _flow_object(line: bytes) -> bytes:
+    """The text of a line's flow object: cut out of Hubble's envelope when the line has its
+    exact shape (no escapes in node_name and time), else found by msgspec."""
+    if line.startswith(b'{"flow":{'):
+        i = line.rfind(b'},"node_name":"')
+        if i > 0 and _ENVELOPE_TAIL.fullmatch(line, i):
+            return line[8 : i + 1]
+    return bytes(_FLOW_RAW.decode(line).flow)
 
 
 def _flow_of_line(line: bytes) -> JSON:
