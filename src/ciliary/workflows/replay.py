@@ -67,6 +67,8 @@ _MAX_CONNECTIONS = 500_000
 _MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
 _FOLLOWS = "follows its connection"
 _PRESENT = msgspec.Raw(b"0")
+
+
 class _Decision(msgspec.Struct):
     """A verdict and what replay writes for it: the flow's predicted verdict (DROPPED when a
     proxy denied the request) and the output fields (made when a first output flow is, then
@@ -137,7 +139,9 @@ class ReplayedFlow(msgspec.Struct):
             if raw.endswith(b"}") and raw != b"{}" and b'"recorded_verdict"' not in raw:
                 rec = _JSON_STRINGS.get(self.recorded)
                 if rec is None:
-                    rec = _JSON_STRINGS[self.recorded] = go_json(self.recorded)
+                    rec = go_json(self.recorded)
+                    if len(_JSON_STRINGS) < 64:  # Hubble's verdicts are a handful
+                        _JSON_STRINGS[self.recorded] = rec
                 return b'{"flow":' + raw[:-1] + b',"recorded_verdict":' + rec + b"}}\n"
         return go_json({"flow": self.flow}) + b"\n"
 
