@@ -10,6 +10,7 @@ import msgspec
 import orjson
 import pytest
 
+from ciliary.flows.codec import FlowReadError
 from ciliary.flows.head import HEAD_DECODER, FlowHead, head_from_dict
 from ciliary.policy.config import AgentConfig
 from ciliary.workflows import replay as replay_mod
@@ -187,3 +188,13 @@ def test_json_line_cuts_the_flow_object_only_out_of_hubbles_exact_envelope(tmp_p
         got = orjson.loads(second.json_line())
         assert got == {"flow": {**env["flow"], "recorded_verdict": "FORWARDED"}}, i
         assert list(got["flow"]) == [*env["flow"], "recorded_verdict"]
+
+
+def test_strict_checks_every_line_in_full(tmp_path: Path) -> None:
+    # A field of the wrong type that replay never reads: the fast reader would take the
+    # line, --strict type-checks every flow and stops there.
+    path = tmp_path / "typed.json"
+    path.write_bytes(_line() + b"\n" + _line(Summary=5) + b"\n")
+    assert [rf.line for rf in replay(build_engine(CLUSTER, TIGHT, AgentConfig()), [path])] == [1, 2]
+    with pytest.raises(FlowReadError, match=rf"{path}:2: "):
+        list(replay(build_engine(CLUSTER, TIGHT, AgentConfig()), [path], strict=True))

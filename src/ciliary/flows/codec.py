@@ -84,7 +84,6 @@ class ReadStats:
 
 OnBadLine = Callable[[BadLine], None]
 T = TypeVar("T")
-H = TypeVar("H")
 
 _loads = orjson.loads
 _BOM: Final = b"\xef\xbb\xbf"
@@ -152,19 +151,42 @@ def map_raw(
     validate: bool = False,
     on_bad: OnBadLine | None = None,
     name: str | None = None,
+    head: tuple[msgspec.json.Decoder[Any], Callable[[Any, bytes, int], T | None]] | None = None,
 ) -> Generator[T, None, None]:
     """`iter_raw` with `fn(flow, envelope_or_None, line_number)` applied to every flow in
-    the reading loop itself (a streaming consumer saves a generator level per flow)."""
+    the reading loop itself (a streaming consumer saves a generator level per flow).
+
+    `head` = (decoder, fast) serves a consumer that reads a few fields: each ASCII line is
+    first decoded by `decoder` (a msgspec decoder of just those fields, which still checks
+    the whole line's syntax) and handed to `fast(head, line, line_number)`; a line it cannot
+    decode, or for which `fast` returns None, goes to `fn` as without `head`. Under
+    `validate` (and `strict`, which implies it) every line takes the full reader."""
     path = name if name is not None else display_name(source)
     validate = validate or strict
+    decode: Callable[[bytes], Any] = _loads
+    fast: Callable[[Any, bytes, int], T | None] | None = None
+    if head is not None and not validate:
+        decode, fast = head[0].decode, head[1]
     loads = _loads
     decode_error = orjson.JSONDecodeError
+    head_error = msgspec.DecodeError
     # Hot counters live in locals and are written back when the generator ends.
     lineno = flows = 0
     blank0 = stats.blank
     with _lines(source) as lines:
         try:
             for lineno, line in lines:
+                # msgspec skips the fields it is not asked for without checking their UTF-8;
+                # Hubble writes ASCII, and any other line takes the full reader.
+                if fast is not None and line.isascii():
+                    try:
+                        r = fast(decode(line), line, lineno)
+                    except head_error:
+                        r = None
+                    if r is not None:
+                        flows += 1
+                        yield r
+                        continue
                 try:
                     obj = loads(line)
                 except decode_error:
@@ -180,58 +202,6 @@ def map_raw(
                         yield fn(flow, obj, lineno)
                         continue
                 got = _full_line(obj, line, lineno, path, stats, strict, validate, on_bad)
-                if got is not None:
-                    flows += 1
-                    yield fn(got[0], got[1], lineno)
-        finally:
-            stats.flows += flows
-            stats.lines += lineno - (stats.blank - blank0)
-
-
-def map_heads(
-    source: PathLike | IO[bytes],
-    stats: ReadStats,
-    decoder: msgspec.json.Decoder[H],
-    fast: Callable[[H, bytes, int], T | None],
-    fn: Callable[[JSON, JSON | None, int], T],
-    *,
-    strict: bool = False,
-    on_bad: OnBadLine | None = None,
-    name: str | None = None,
-) -> Generator[T, None, None]:
-    """`map_raw` for a consumer that reads a few fields: each ASCII line is first decoded by
-    `decoder` (a msgspec decoder of just those fields, which still checks the whole line's
-    syntax) and handed to `fast(head, line, line_number)`; a line it cannot decode, or for
-    which `fast` returns None, goes through the full reader to `fn`, exactly as in
-    `map_raw`. Under `strict` (which validates every flow) every line takes the full reader."""
-    if strict:
-        yield from map_raw(source, stats, fn, strict=True, on_bad=on_bad, name=name)
-        return
-    path = name if name is not None else display_name(source)
-    decode = decoder.decode
-    decode_error = msgspec.DecodeError
-    loads = _loads
-    lineno = flows = 0
-    blank0 = stats.blank
-    with _lines(source) as lines:
-        try:
-            for lineno, line in lines:
-                # msgspec skips the fields it is not asked for without checking their UTF-8;
-                # Hubble writes ASCII, and any other line takes the full reader.
-                if line.isascii():
-                    try:
-                        r = fast(decode(line), line, lineno)
-                    except decode_error:
-                        r = None
-                    if r is not None:
-                        flows += 1
-                        yield r
-                        continue
-                try:
-                    obj = loads(line)
-                except orjson.JSONDecodeError:
-                    obj = _INVALID
-                got = _full_line(obj, line, lineno, path, stats, False, False, on_bad)
                 if got is not None:
                     flows += 1
                     yield fn(got[0], got[1], lineno)

@@ -20,11 +20,12 @@ import msgspec
 
 JSON = dict[str, Any]
 _EMPTY = msgspec.Raw(b"")
+EVENT_TYPE_ABSENT: Final = _EMPTY  # FlowHead.event_type of a line without one
+_PRESENT = msgspec.Raw(b"0")
+
+
 # The structs below are untracked by the cyclic GC (gc=False, cheaper to allocate): they hold
 # only values decoded from one JSON line, which can never refer back to them.
-EVENT_TYPE_ABSENT: Final = _EMPTY
-
-
 class Ports(msgspec.Struct, gc=False):
     source_port: int = 0
     destination_port: int = 0
@@ -128,8 +129,8 @@ def _side(d: Any) -> EndpointHead | None:
 
 
 def head_from_dict(flow: JSON) -> FlowHead:
-    """The head of a canonical flow dict (the full reader's), read as the fast decoder would;
-    a field of another type than Hubble writes reads as absent."""
+    """The head of a flow dict of the full reader (canonical, if need be made so), read as the
+    fast decoder would; a field of another type than Hubble writes reads as absent."""
     ips = flow.get("IP")
     l4 = flow.get("l4")
     l7 = flow.get("l7")
@@ -146,5 +147,5 @@ def head_from_dict(flow: JSON) -> FlowHead:
         destination=_side(flow.get("destination")),
         is_reply=None if flow.get("is_reply") is None else bool(flow.get("is_reply")),
         l7=l7 if type(l7) is dict else None,
-        event_type=msgspec.Raw(b"0") if "event_type" in flow else _EMPTY,
+        event_type=_PRESENT,  # the full reader took it as a flow
     )

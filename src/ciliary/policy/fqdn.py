@@ -90,11 +90,9 @@ class FQDNCache:
             if now is None or exp > now:
                 out.append(name)
                 until = min(until, exp)
-            else:
-                seen = self._connections.get(ip)
-                if seen is not None and seen + self.grace_period > now:
-                    out.append(name)
-                    until = min(until, seen + self.grace_period)
+            elif self._valid(ip, exp, now):  # kept by a connection within the grace period
+                out.append(name)
+                until = min(until, self._connections[ip] + self.grace_period)
         return out, until
 
     def lookup(self, name: str, now: float | None) -> list[str]:

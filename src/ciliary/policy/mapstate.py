@@ -120,19 +120,6 @@ class _RuleEntry:
 def _merge(m: MapEntry, entries: list[_RuleEntry]) -> MapEntry:
     """Merge rule entries of one key into its map entry like Cilium: origins and L7
     contributions collected, the strongest auth requirement kept."""
-    if len(entries) == 1 and not m.origins and not m.contributions:  # most keys: one rule entry
-        e = entries[0]
-        if e.origin is not None:
-            m.origins.append(e.origin)
-            m.refs = (e.origin.ref,)
-        if not m.deny:
-            if e.auth and (m.auth is None or e.auth > m.auth):
-                m.auth = e.auth
-            c = e.contribution
-            if c is not None:
-                m.contributions.append(c)
-                m.redirect = c.rules is not None
-        return m
     for e in entries:
         if e.origin is not None and e.origin not in m.origins:
             m.origins.append(e.origin)
@@ -141,7 +128,9 @@ def _merge(m: MapEntry, entries: list[_RuleEntry]) -> MapEntry:
                 m.auth = e.auth
             if e.contribution is not None and e.contribution not in m.contributions:
                 m.contributions.append(e.contribution)
-    m.refs = tuple(sorted({o.ref for o in m.origins}))
+    origins = m.origins
+    # Most keys have one origin: no set and sort for them.
+    m.refs = tuple(sorted({o.ref for o in origins})) if len(origins) > 1 else tuple(o.ref for o in origins)
     m.redirect = any(c.rules is not None for c in m.contributions)
     return m
 

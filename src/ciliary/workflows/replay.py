@@ -25,7 +25,7 @@ import orjson
 
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.cluster.model import Pod
-from ciliary.flows.codec import OnBadLine, ReadStats, go_json, map_heads
+from ciliary.flows.codec import OnBadLine, ReadStats, go_json, map_raw
 from ciliary.flows.head import (
     EVENT_TYPE_ABSENT,
     HEAD_DECODER,
@@ -66,7 +66,6 @@ JSON = dict[str, Any]
 _MAX_CONNECTIONS = 500_000
 _MAX_KEPT_CHANGES = 10_000  # changed flows kept for the report (all are counted)
 _FOLLOWS = "follows its connection"
-_PRESENT = msgspec.Raw(b"0")
 
 
 class _Decision(msgspec.Struct):
@@ -130,9 +129,10 @@ class ReplayedFlow(msgspec.Struct):
         return _norm(self.recorded) != _norm(self.predicted)
 
     def json_line(self) -> bytes:
-        """The output as one `{"flow": ...}` JSON line, serialised as Hubble does (Go's HTML-safe
-        escaping). A flow replay changes nothing in but `recorded_verdict` is its input line's
-        flow object with that field added, not decoded and encoded again."""
+        """The output as one `{"flow": ...}` JSON line. A flow replay changes nothing in but
+        `recorded_verdict` is its input line's flow object, as written, with that field added
+        (not decoded and encoded again); the others are encoded as Hubble does (Go's
+        HTML-safe escaping)."""
         src = self.source
         if self._out is None and self.decision is None and self.override is None and type(src) is bytes:
             raw = _flow_object(src)
@@ -416,7 +416,7 @@ def replay(
 
     def read(src: str | Path) -> Iterator[ReplayedFlow]:
         state.file = str(src)  # set as the chain reaches this source
-        return map_heads(src, rep.stats, HEAD_DECODER, state.one, state.one_dict, strict=strict, on_bad=on_bad)
+        return map_raw(src, rep.stats, state.one_dict, strict=strict, on_bad=on_bad, head=(HEAD_DECODER, state.one))
 
     # chain, not `yield from`: one generator frame less per flow
     return itertools.chain.from_iterable(read(src) for src in sources)
@@ -521,7 +521,7 @@ class _Replayer:
         if sides is None:
             return src, dst, None, None
         key = (sides, proto, port)
-        return src, dst, key, self.vcache.get(key) or self.l3l4(src, dst, key, None)
+        return src, dst, key, self.l3l4(src, dst, key, None)
 
     def l3l4(self, src: FlowPeer, dst: FlowPeer, key: tuple[Any, ...], now: float | None) -> _Decision:
         """The L3/L4 decision of `key` = (sides, protocol, port)."""
@@ -584,9 +584,7 @@ class _Replayer:
     # -- one flow -------------------------------------------------------------------------
     def one_dict(self, flow: JSON, _env: JSON | None, lineno: int) -> ReplayedFlow:
         """A flow of the full reader."""
-        head = head_from_dict(flow)
-        head.event_type = _PRESENT  # canonical now, whether or not the line had one
-        rf = self.one(EnvelopeHead(head), flow, lineno)
+        rf = self.one(EnvelopeHead(head_from_dict(flow)), flow, lineno)
         assert rf is not None
         return rf
 
@@ -620,23 +618,23 @@ class _Replayer:
             else:
                 known = conns.get((proto, sip, sport, dip, dport))
             if known is not None:
-                # conntrack: the connection's verdict; a reply of a dropped connection never happens.
-                predicted = known.verdict.verdict
-                if predicted == DROPPED:
-                    rf = ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, lineno, source, known,
-                                      None if predicted == recorded else predicted)
-                else:
-                    if is_reply:
-                        predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-                    rf = ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, lineno, source, None,
-                                      None if predicted == recorded else predicted)
-                by = self.by_verdict
-                by[predicted] = by.get(predicted, 0) + 1
-                if recorded != predicted and rf.changed:
-                    self.count_change(rf)
-                return rf
+                return self.follow(known, recorded, is_reply, source, lineno)
             return self.judge(f, source, recorded, sip, dip, (proto, sport, dport), is_reply, lineno, tracked=False)
         return self.judge(f, source, recorded, sip, dip, (proto, sport, dport), is_reply, lineno)
+
+    def follow(self, known: _Decision, recorded: str, is_reply: bool, source: bytes | JSON, lineno: int) -> ReplayedFlow:
+        """A flow of a connection already decided (conntrack): the connection's verdict; a
+        reply of a dropped connection never happens, one of an allowed one keeps its own."""
+        predicted = known.verdict.verdict
+        if predicted == DROPPED:
+            rf = ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, lineno, source, known,
+                              None if predicted == recorded else predicted)
+        else:
+            if is_reply:
+                predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
+            rf = ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, lineno, source, None,
+                              None if predicted == recorded else predicted)
+        return self.count(rf)
 
     def judge(
         self, f: FlowHead, source: bytes | JSON, recorded: str, sip: str, dip: str, l4: tuple[int, int, int] | None,
@@ -646,16 +644,12 @@ class _Replayer:
         engine, rep, file = self.engine, self.rep, self.file
         l7 = f.l7
         # DNS answers feed the FQDN cache if the new policies let the query through the proxy.
-        if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
+        if l7 is not None and l4 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
             dns = l7["dns"]
             now = _time(f.time)
             query = dns.get("query")
-            if l4 is not None:
-                client, server, key, base = self.base(f.destination, dip, f.source, sip, l4[0], l4[1])
-            else:
-                client, server, _ = self.pair(f.destination, dip, f.source, sip)
-                key = base = None
-            if client.endpoint is not None and query and l4 is not None:
+            client, server, key, base = self.base(f.destination, dip, f.source, sip, l4[0], l4[1])
+            if client.endpoint is not None and query:
                 answer_ips = [i for i in dns.get("ips") or [] if isinstance(i, str)]
                 q_req = DNSQuery(str(query))
                 if key is not None and base is not None:
@@ -681,13 +675,7 @@ class _Replayer:
             if known is None and is_reply:
                 known = conns.get(key)
             if known is not None:
-                predicted = known.verdict.verdict
-                if is_reply and predicted != DROPPED:
-                    predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
-                return self.count(ReplayedFlow(
-                    recorded, predicted, None, _FOLLOWS, file, lineno, source,
-                    known if predicted == DROPPED else None, predicted,
-                ))
+                return self.follow(known, recorded, is_reply, source, lineno)
         # A reply whose connection we never saw is judged in the original direction.
         if is_reply:
             src, dst, vkey, base = self.base(f.destination, dip, f.source, sip, proto, sport)
@@ -724,11 +712,7 @@ class _Replayer:
             rf = ReplayedFlow(recorded, predicted, v, "decided", file, lineno, source, d)
         if v.verdict == AUDIT:
             self.audit(f, v, sip, dip, proto, sport, dport, is_reply)
-        by = self.by_verdict
-        by[predicted] = by.get(predicted, 0) + 1
-        if recorded != predicted and rf.changed:
-            self.count_change(rf)
-        return rf
+        return self.count(rf)
 
     def audit(self, f: FlowHead, v: Verdict, sip: str, dip: str, proto: int, sport: int, dport: int, is_reply: bool) -> None:
         side = v.deciding
@@ -757,8 +741,6 @@ class _Replayer:
         rep.changed_count += 1
         if len(rep.changed) < _MAX_KEPT_CHANGES:
             rep.changed.append(rf)
-
-
 
 
 def _request_decision(base: _Decision, r: Verdict) -> _Decision:
