@@ -8,6 +8,7 @@ import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ciliary.identity.fqdn import FQDNSelectorIndex
 from ciliary.l7 import (
     DNSMatcher,
     dns_proxy_regex,
@@ -198,8 +199,7 @@ TABLE: list[tuple[str, str, bool]] = [
 @pytest.mark.parametrize(("pat", "qname", "expected"), TABLE)
 def test_pattern_table_selector(pat: str, qname: str, expected: bool) -> None:
     assert rx_match(match_pattern_regex(pat), qname) == expected
-    m = DNSMatcher([pattern(pat)])
-    assert m.matching(qname) == ([pat] if expected else [])
+    assert FQDNSelectorIndex([pattern(pat)]).matching(qname) == ([pat] if expected else [])
 
 
 @pytest.mark.parametrize(("pat", "qname", "expected"), TABLE)
@@ -210,16 +210,16 @@ def test_pattern_table_dns_proxy(pat: str, qname: str, expected: bool) -> None:
 
 
 def test_star_only_dns_rule_allows_malformed_names_but_selector_does_not() -> None:
-    m = DNSMatcher([pattern("*")])
+    m, to_fqdns = DNSMatcher([pattern("*")]), FQDNSelectorIndex([pattern("*")])
     for q in (".io.", "a..b", "héllo", "", "a b"):
         assert m.matches(q)
-        assert m.matching(q) == [] or q == ""  # "" normalises to "." (the root)
+        assert to_fqdns.matching(q) == [] or q == ""  # "" normalises to "." (the root)
 
 
 def test_empty_dns_rule_list_allows_everything() -> None:
     m = DNSMatcher([])
     assert m.matches("anything.example.") and m.matches(".io.")
-    assert m.matching("anything.example.") == []
+    assert FQDNSelectorIndex([]).matching("anything.example.") == []
 
 
 def test_names_are_normalised_before_matching() -> None:
@@ -237,7 +237,7 @@ def test_matching_reports_identity_keys_in_selector_order_without_duplicates() -
         pattern("**.example.com"),
         name("www.example.com"),
     ]
-    m = DNSMatcher(sels)
+    m = FQDNSelectorIndex(sels)
     assert m.matching("WWW.example.com") == ["*.example.com", "www.example.com", "**.example.com"]
     assert m.matching("a.b.example.com") == ["**.example.com"]
     assert m.matching("example.com") == []
@@ -252,9 +252,10 @@ def test_identity_label() -> None:
 
 def test_memo_is_bounded() -> None:
     m = DNSMatcher([pattern("*.a.com")], memo_size=4)
+    to_fqdns = FQDNSelectorIndex([pattern("*.a.com")], memo_size=4)
     for i in range(20):
-        assert m.matches(f"x{i}.a.com") and m.matching(f"x{i}.a.com") == ["*.a.com"]
-    assert len(m._memo) <= 4 and len(m._select_memo) <= 4
+        assert m.matches(f"x{i}.a.com") and to_fqdns.matching(f"x{i}.a.com") == ["*.a.com"]
+    assert len(m._memo) <= 4 and len(to_fqdns._memo) <= 4
 
 
 # --------------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ def test_fast_paths_agree_with_re2(
     patterns: list[str], names: list[str], qnames: list[str]
 ) -> None:
     sels = [pattern(p) for p in patterns] + [name(n) for n in names]
-    m = DNSMatcher(sels)
+    m, to_fqdns = DNSMatcher(sels), FQDNSelectorIndex(sels)
     proxy_rx = dns_proxy_regex(sels)
     for q in qnames:
         n = fqdn(q)
@@ -286,7 +287,7 @@ def test_fast_paths_agree_with_re2(
             rx = match_name_regex(s.match_name) if s.match_name else match_pattern_regex(key)
             if rx_match(rx, n) and key not in expected:
                 expected.append(key)
-        assert m.matching(q) == expected, (patterns, names, q)
+        assert to_fqdns.matching(q) == expected, (patterns, names, q)
 
 
 # --------------------------------------------------------------------------------------
@@ -295,13 +296,14 @@ def test_fast_paths_agree_with_re2(
 
 
 def test_seed_allow_external_apis() -> None:
-    to_fqdns = DNSMatcher([name("api.stripe.com"), pattern("*.tosspayments.com")])
+    sels = [name("api.stripe.com"), pattern("*.tosspayments.com")]
+    to_fqdns, proxy = FQDNSelectorIndex(sels), DNSMatcher(sels)
     assert to_fqdns.matching("api.stripe.com") == ["api.stripe.com"]
     assert to_fqdns.matching("x.tosspayments.com") == ["*.tosspayments.com"]
     assert to_fqdns.matching("tosspayments.com") == []
     assert to_fqdns.matching("evil.com") == []
-    assert to_fqdns.matches("api.stripe.com") and to_fqdns.matches("x.tosspayments.com")
-    assert not to_fqdns.matches("tosspayments.com") and not to_fqdns.matches("evil.com")
+    assert proxy.matches("api.stripe.com") and proxy.matches("x.tosspayments.com")
+    assert not proxy.matches("tosspayments.com") and not proxy.matches("evil.com")
     dns_rule = DNSMatcher([pattern("*")])  # the DNS proxy rule: every lookup is allowed
     assert dns_rule.matches("evil.com")
 

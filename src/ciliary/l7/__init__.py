@@ -8,6 +8,7 @@ from typing import Any
 # Submodules load on first use: `trace` without an L7 request never needs HTTP or Kafka.
 _LAZY: dict[str, str] = {
     "DNSMatcher": "ciliary.l7.dns",
+    "FQDNSelectorIndex": "ciliary.l7.dns",
     "FQDNSelectorKey": "ciliary.l7.dns",
     "dns_proxy_regex": "ciliary.l7.dns",
     "fqdn": "ciliary.l7.dns",
@@ -50,6 +51,7 @@ __all__ = [
     "KAFKA_DENY_ERROR_CODE",
     "KAFKA_DENY_ERROR_NAME",
     "DNSMatcher",
+    "FQDNSelectorIndex",
     "FQDNSelectorKey",
     "HTTPDecision",
     "HTTPPolicy",

@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple, cast
 
-from ciliary.l7._re2util import ENVOY_RE2_MAX_PROGRAM_SIZE, FullMatchSet, Matcher
-from ciliary.l7._re2util import fullmatcher as _fullmatcher
-from ciliary.l7._re2util import program_size as _program_size
 from ciliary.model.cilium import HeaderMatch, PortRuleHTTP
+from ciliary.re2util import ENVOY_RE2_MAX_PROGRAM_SIZE, FullMatchSet, Matcher
+from ciliary.re2util import fullmatcher as _fullmatcher
+from ciliary.re2util import program_size as _program_size
 
 __all__ = [
     "ENVOY_RE2_MAX_PROGRAM_SIZE",

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
 from ciliary.cluster.model import Cluster
 from ciliary.identity.allocator import Identity
+from ciliary.identity.fqdn import FQDNSelectorIndex, fqdn
 from ciliary.identity.ipcache import IPCache
 from ciliary.identity.labels import SOURCE_FQDN, SOURCE_K8S, Label, LabelSet
 from ciliary.identity.reserved import HOST, REMOTE_NODE, reserved_label, world_label
 from ciliary.identity.selector import LabelIndex, Selector
-from ciliary.l7.dns import DNSMatcher, fqdn
 from ciliary.model import cilium as api
 from ciliary.model.policy import PolicySet
 from ciliary.model.validate import has_l7_rules
@@ -117,7 +117,7 @@ class PolicyEngine:
         self._ep_policies: dict[int, tuple[Endpoint, EndpointPolicy]] = {}  # id(endpoint) ->
         # toFQDNs: every selector of every rule, and the DNS proxy's cache per endpoint.
         fqdn_selectors = [p.fqdn for e in entries for p in (e.peers or ()) if p.fqdn is not None]
-        self._fqdn_matcher = DNSMatcher(fqdn_selectors)
+        self._fqdn_selectors = FQDNSelectorIndex(fqdn_selectors)
         self.fqdn_caches: dict[str, FQDNCache] = {}
         # ip -> node -> keys of the endpoints there whose DNS proxy learned the ip
         self._fqdn_ips: dict[str, dict[str | None, set[str]]] = {}
@@ -241,7 +241,7 @@ class PolicyEngine:
             until = min(until, valid_until)
         if len(self._fqdn_memo) > 100_000:
             self._fqdn_memo.clear()
-        keys = {k for name in names for k in self._fqdn_matcher.matching(name)}
+        keys = {k for name in names for k in self._fqdn_selectors.matching(name)}
         if not keys:
             self._fqdn_memo[mkey] = (version, -math.inf if now is None else now, until, None)
             return None

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from ciliary.identity.entities import entity_selectors
+from ciliary.identity.fqdn import fqdn_selector_key
 from ciliary.identity.labels import (
     SOURCE_ANY,
     SOURCE_CIDR,
@@ -28,7 +29,6 @@ from ciliary.identity.selector import (
     Selector,
     SelectorError,
 )
-from ciliary.l7.dns import fqdn_selector_key
 from ciliary.model import cilium as api
 from ciliary.model.errors import Path, format_path
 from ciliary.model.k8s import NetworkPolicy, NetworkPolicyPeer
