@@ -77,6 +77,8 @@ def validate(
 
     Exit 0 when every policy is valid, 1 with every error listed otherwise.
     """
+    from rich.markup import escape
+
     from ciliary.workflows.validate import validate_paths
 
     options = ValidationOptions(
@@ -85,6 +87,9 @@ def validate(
         enable_node_selector_labels=enable_node_selector_labels,
     )
     report = validate_paths(paths, options)
+    # On stderr in both modes: the JSON on stdout stays a list of errors.
+    for warning in report.warnings:
+        err.print(f"[yellow]warning[/]: {escape(str(warning))}", markup=True, highlight=False)
     if output is Output.json:
         _print_json([i.as_dict() for i in report.issues])
         raise typer.Exit(0 if report.ok else 1)
@@ -150,6 +155,8 @@ HostFwOpt = Annotated[Optional[bool], typer.Option("--enable-host-firewall/--dis
 def _engine(
     cluster: Path, policies: list[Path] | None, config: Path | None, output: Output, **overrides: Any
 ) -> Any:
+    from rich.markup import escape
+
     from ciliary.policy.config import ALLOW_LOCALHOST, ENABLE_POLICY
     from ciliary.workflows.engine import build_engine, read_config
 
@@ -165,7 +172,11 @@ def _engine(
         cfg = read_config(config).with_overrides(**overrides)
         engine = build_engine(cluster, policies, cfg)
     except LoadError as e:
+        for warning in e.warnings:
+            err.print(f"[yellow]warning[/]: {escape(str(warning))}", markup=True, highlight=False)
         _fail_load(e, output)
+    for warning in engine.policies.warnings:
+        err.print(f"[yellow]warning[/]: {escape(str(warning))}", markup=True, highlight=False)
     from ciliary.process import tune_gc_for_batch
 
     tune_gc_for_batch()  # the engine lives as long as the command

@@ -61,17 +61,49 @@ class ValidationIssue:
         }
 
     def __str__(self) -> str:
-        loc = self.file
-        if self.line is not None:
-            loc += f":{self.line}"
-        parts = [loc]
-        if self.document is not None:
-            parts.append(f"document {self.document}")
-        if self.object:
-            parts.append(self.object)
-        head = ", ".join(parts)
-        where = f"{self.field}: " if self.field else ""
-        return f"{head}: {where}{self.message}"
+        return _located(self.file, self.line, self.document, self.object, self.field, self.message)
+
+
+@dataclass(frozen=True)
+class ValidationWarning:
+    """Something accepted as it is but worth fixing (an object given twice, identically).
+
+    Located like a ValidationIssue; a separate type so that warnings never mix with the
+    errors that stop a load."""
+
+    file: str
+    line: int | None
+    document: int | None
+    object: str | None
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "document": self.document,
+            "object": self.object,
+            "field": self.field,
+            "message": self.message,
+        }
+
+    def __str__(self) -> str:
+        return _located(self.file, self.line, self.document, self.object, self.field, self.message)
+
+
+def _located(
+    file: str, line: int | None, document: int | None, obj: str | None, field_path: str, message: str
+) -> str:
+    """`file:line, document N, Kind ns/name: field: message`."""
+    loc = file if line is None else f"{file}:{line}"
+    parts = [loc]
+    if document is not None:
+        parts.append(f"document {document}")
+    if obj:
+        parts.append(obj)
+    where = f"{field_path}: " if field_path else ""
+    return f"{', '.join(parts)}: {where}{message}"
 
 
 @dataclass
@@ -79,11 +111,16 @@ class LoadError(Exception):
     """Raised when any input is invalid; nothing is loaded."""
 
     issues: list[ValidationIssue] = field(default_factory=list)
+    # Found before the load failed; printed with the errors, never counted as one.
+    warnings: list[ValidationWarning] = field(default_factory=list)
 
-    def __init__(self, issues: Iterable[ValidationIssue]) -> None:
+    def __init__(
+        self, issues: Iterable[ValidationIssue], warnings: Iterable[ValidationWarning] = ()
+    ) -> None:
         self.issues = sorted(
             issues, key=lambda i: (i.file, i.document or 0, i.line or 0, i.field)
         )
+        self.warnings = list(warnings)
         super().__init__(self.__str__())
 
     def __str__(self) -> str:

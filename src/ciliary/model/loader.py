@@ -1,7 +1,8 @@
 """Documents -> typed policies, all-or-nothing.
 
 Every problem is reported with file, document, object, field path and line; if there is
-any, `LoadError` is raised and nothing is returned (no half-loaded state).
+any, `LoadError` is raised and nothing is returned (no half-loaded state). An object given
+twice identically is loaded once with a warning, as `kubectl apply` accepts it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ciliary.model.cilium import CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy
-from ciliary.model.errors import LoadError, Path, ValidationIssue, format_path, type_name
+from ciliary.model.errors import (
+    LoadError,
+    Path,
+    ValidationIssue,
+    ValidationWarning,
+    format_path,
+    type_name,
+)
 from ciliary.model.k8s import NetworkPolicy
 from ciliary.model.options import ValidationOptions
 from ciliary.model.policy import (
@@ -196,6 +204,18 @@ def _object_label(kind: str, value: dict[str, Any]) -> str:
     return f"{kind} {ident}"
 
 
+def _same_data(a: Any, b: Any) -> bool:
+    """Equal as parsed YAML/JSON data: key order and formatting aside, but `true` is not
+    `1` and `1` is not `1.0` (Python's == would say they are)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_data(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_data(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def iter_objects(doc: Document) -> Iterable[tuple[Path, Any]]:
     """The objects of a document: itself, or the items of a `kind: List`."""
     v = doc.value
@@ -220,7 +240,9 @@ def load_policies(
     options = options or ValidationOptions()
     result = PolicySet()
     issues: list[ValidationIssue] = []
-    seen: dict[PolicyRef, LoadedPolicy] = {}
+    # The first object loaded under each name, with its data to tell an identical
+    # duplicate (a warning) from a different object with the same name (an error).
+    seen: dict[PolicyRef, tuple[LoadedPolicy, dict[str, Any]]] = {}
     for doc in documents:
         for prefix, value in iter_objects(doc):
 
@@ -283,15 +305,30 @@ def load_policies(
             ref = PolicyRef(kind, ns, meta.name or "")
             loaded = LoadedPolicy(ref, obj, doc.file, doc.index, prefix, doc.lines)
             if ref in seen:
-                first = seen[ref]
+                first, first_value = seen[ref]
+                if _same_data(value, first_value):
+                    line = first.line_of(())
+                    at = first.file if line is None else f"{first.file}:{line}"
+                    result.warnings.append(
+                        ValidationWarning(
+                            doc.file,
+                            doc.line_of(prefix),
+                            doc.index,
+                            label,
+                            "",
+                            f"duplicate of the identical object at {at}, document {first.document}; "
+                            "loaded once",
+                        )
+                    )
+                    continue
                 issue(
                     ("metadata", "name"),
                     f"{ref} is defined twice (first in {first.file}, document {first.document})",
                     label,
                 )
                 continue
-            seen[ref] = loaded
+            seen[ref] = (loaded, value)
             result.policies.append(loaded)
     if issues:
-        raise LoadError(issues)
+        raise LoadError(issues, result.warnings)
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ciliary.model.cilium import CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy
-from ciliary.model.errors import Path
+from ciliary.model.errors import Path, ValidationWarning
 from ciliary.model.k8s import NetworkPolicy
 
 KIND_CNP = "CiliumNetworkPolicy"
@@ -66,6 +66,8 @@ class LoadedPolicy:
 class PolicySet:
     policies: list[LoadedPolicy] = field(default_factory=list)
     skipped_kinds: dict[str, int] = field(default_factory=dict)
+    # Accepted but worth fixing (identical duplicates, loaded once); the CLI prints them.
+    warnings: list[ValidationWarning] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.policies)

@@ -30,7 +30,10 @@ def build_engine(
     policies: Sequence[StrPath] | None,
     config: AgentConfig,
 ) -> PolicyEngine:
-    """Load everything; with no policy paths, the policies inside the snapshot are used."""
+    """Load everything; with no policy paths, the policies inside the snapshot are used.
+
+    Warnings of the policy load (identical duplicates, loaded once) are on
+    `engine.policies.warnings`; on LoadError, on its `warnings`."""
     snapshot = read_cluster([cluster])
     docs = read_documents(policies) if policies else snapshot.policy_documents
     opts = ValidationOptions(

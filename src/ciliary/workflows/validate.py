@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ciliary.model.errors import LoadError, ValidationIssue
+from ciliary.model.errors import LoadError, ValidationIssue, ValidationWarning
 from ciliary.model.files import read_documents
 from ciliary.model.loader import load_policies
 from ciliary.model.options import ValidationOptions
@@ -17,6 +17,8 @@ from ciliary.model.policy import PolicySet
 class ValidationReport:
     policies: PolicySet | None
     issues: list[ValidationIssue] = field(default_factory=list)
+    # Never make a report fail: `ok` is about errors only.
+    warnings: list[ValidationWarning] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -34,6 +36,7 @@ def validate_paths(
     paths: Iterable[str | os.PathLike[str]], options: ValidationOptions | None = None
 ) -> ValidationReport:
     try:
-        return ValidationReport(read_policies(paths, options))
+        policies = read_policies(paths, options)
     except LoadError as e:
-        return ValidationReport(None, e.issues)
+        return ValidationReport(None, e.issues, e.warnings)
+    return ValidationReport(policies, warnings=policies.warnings)
