@@ -159,7 +159,7 @@ class FlowGen:
 
     def __init__(self, engine: Any, policies_path: str, seed: int, out: io.BufferedWriter, limit: int) -> None:
         from ciliary.flows.schema import MESSAGES
-        from ciliary.verdict.decide import FlowPeer
+        from ciliary.verdict.types import FlowPeer
 
         self.engine = engine
         self.rng = random.Random(f"{seed}/flows")
@@ -264,7 +264,7 @@ class FlowGen:
         return ":".join(f"{self.rng.getrandbits(8):02x}" for _ in range(6))
 
     def world(self, ip: str) -> Peer:
-        from ciliary.verdict.decide import FlowPeer
+        from ciliary.verdict.types import FlowPeer
 
         p = self._world_peers.get(ip)
         if p is None:
@@ -285,12 +285,13 @@ class FlowGen:
 
     def policy(self, c: Peer, s: Peer, proto: int, port: int, request: Any = None) -> tuple[str, str | None, str, str]:
         """(verdict, drop reason, direction, match type) the policies give (cached)."""
-        from ciliary.verdict.decide import DROPPED, Flow, decide
+        from ciliary.verdict.decide import decide
+        from ciliary.verdict.types import DROPPED, Connection
 
         key = (c.cache_key, s.cache_key, proto, port, request)
         hit = self.vcache.get(key)
         if hit is None:
-            v = decide(self.engine, Flow(c.fp, s.fp, proto, port, request))
+            v = decide(self.engine, Connection(c.fp, s.fp, proto, port, request))
             if v.l7 is not None and v.l7.verdict == DROPPED:
                 hit = (DROPPED, None, v.traffic_direction, "L7")
             else:
@@ -537,7 +538,7 @@ class FlowGen:
 
     def dns_exchange(self, t: int, c: Peer, name: str, ips: list[str], ttl: int, rcode: int = 0) -> tuple[int, bool]:
         """A DNS query through the client's DNS proxy and its answer: (time after, allowed)."""
-        from ciliary.verdict.decide import DNSQuery
+        from ciliary.verdict.types import DNSQuery
 
         rng = self.rng
         server = rng.choice(self.coredns)

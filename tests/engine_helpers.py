@@ -36,7 +36,9 @@ from ciliary.model.source import parse_text
 from ciliary.policy.config import AgentConfig
 from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_NUMBERS
-from ciliary.verdict.decide import Flow, Verdict, decide, resolve_peer
+from ciliary.verdict.decide import resolve_peer
+from ciliary.verdict.decider import Decider
+from ciliary.verdict.types import Verdict
 
 FORWARDED, DROPPED, AUDIT = "FORWARDED", "DROPPED", "AUDIT"
 POLICY_DENIED, POLICY_DENY, AUTH_REQUIRED = "POLICY_DENIED", "POLICY_DENY", "AUTH_REQUIRED"
@@ -173,9 +175,10 @@ def parse_l4(spec: str) -> tuple[int, int]:
 
 
 def verdict(eng: PolicyEngine, src: str, dst: str, l4: str) -> Verdict:
-    """Decide src -> dst (`ns/pod`, `node/NAME` or an IP) on `l4` (see parse_l4)."""
+    """Decide src -> dst (`ns/pod`, `node/NAME` or an IP) on `l4` (see parse_l4), as every
+    workflow does: through a `Decider` (tests/test_decider.py checks it against `decide`)."""
     proto, port = parse_l4(l4)
-    return decide(eng, Flow(resolve_peer(eng, src), resolve_peer(eng, dst), proto, port))
+    return Decider(eng).decide_connection(resolve_peer(eng, src), resolve_peer(eng, dst), proto, port).verdict
 
 
 def outcome(v: Verdict) -> tuple[str, str | None, str]:
@@ -240,7 +243,9 @@ def l7_verdict(eng: PolicyEngine, src: str, dst: str, l4: str, request: Any) -> 
     """Decide src -> dst on `l4` for a connection carrying one L7 request
     (`HTTPRequest`, `KafkaRequest` or `DNSQuery`); `request=None` is the bare connection."""
     proto, port = parse_l4(l4)
-    return decide(eng, Flow(resolve_peer(eng, src), resolve_peer(eng, dst), proto, port, request))
+    decider = Decider(eng)
+    d = decider.decide_connection(resolve_peer(eng, src), resolve_peer(eng, dst), proto, port)
+    return (d if request is None else decider.decide_request(d, request)).verdict
 
 
 def l7_outcome(v: Verdict) -> tuple[str, str | None, str | None]:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeVar, cast
 
-import msgspec
 import orjson
 
 from ciliary.flows import schema
@@ -151,57 +150,18 @@ def map_raw(
     validate: bool = False,
     on_bad: OnBadLine | None = None,
     name: str | None = None,
-    head: tuple[msgspec.json.Decoder[Any], Callable[[Any, bytes, int], T | None]] | None = None,
 ) -> Generator[T, None, None]:
     """`iter_raw` with `fn(flow, envelope_or_None, line_number)` applied to every flow in
-    the reading loop itself (a streaming consumer saves a generator level per flow).
-
-    `head` = (decoder, fast) serves a consumer that reads a few fields: each ASCII line is
-    first decoded by `decoder` (a msgspec decoder of just those fields, which still checks
-    the whole line's syntax) and handed to `fast(head, line, line_number)`; a line it cannot
-    decode, or for which `fast` returns None, goes to `fn` as without `head`. Under
-    `validate` (and `strict`, which implies it) every line takes the full reader."""
+    the reading loop itself (a streaming consumer saves a generator level per flow)."""
     path = name if name is not None else display_name(source)
     validate = validate or strict
-    decode: Callable[[bytes], Any] = _loads
-    fast: Callable[[Any, bytes, int], T | None] | None = None
-    if head is not None and not validate:
-        decode, fast = head[0].decode, head[1]
-    loads = _loads
-    decode_error = orjson.JSONDecodeError
-    head_error = msgspec.DecodeError
     # Hot counters live in locals and are written back when the generator ends.
     lineno = flows = 0
     blank0 = stats.blank
-    with _lines(source) as lines:
+    with numbered_lines(source) as lines:
         try:
             for lineno, line in lines:
-                # msgspec skips the fields it is not asked for without checking their UTF-8;
-                # Hubble writes ASCII, and any other line takes the full reader.
-                if fast is not None and line.isascii():
-                    try:
-                        r = fast(decode(line), line, lineno)
-                    except head_error:
-                        r = None
-                    if r is not None:
-                        flows += 1
-                        yield r
-                        continue
-                try:
-                    obj = loads(line)
-                except decode_error:
-                    obj = _INVALID
-                if type(obj) is dict and not validate:
-                    flow = obj.get("flow")
-                    # Canonical protojson always has event_type, a string verdict and time.
-                    if (
-                        type(flow) is dict and "event_type" in flow
-                        and type(flow.get("verdict", "")) is str and type(flow.get("time", "")) is str
-                    ):
-                        flows += 1
-                        yield fn(flow, obj, lineno)
-                        continue
-                got = _full_line(obj, line, lineno, path, stats, strict, validate, on_bad)
+                got = read_flow(line, lineno, path, stats, strict, validate, on_bad)
                 if got is not None:
                     flows += 1
                     yield fn(got[0], got[1], lineno)
@@ -210,11 +170,32 @@ def map_raw(
             stats.lines += lineno - (stats.blank - blank0)
 
 
+def read_flow(
+    line: bytes, lineno: int, path: str, stats: ReadStats, strict: bool, validate: bool,
+    on_bad: OnBadLine | None,
+) -> tuple[JSON, JSON | None] | None:
+    """One line by the full reader: (canonical flow, envelope or None), or None when the line
+    is blank, not a flow (counted in `stats`) or bad (reported)."""
+    try:
+        obj = _loads(line)
+    except orjson.JSONDecodeError:
+        obj = _INVALID
+    if type(obj) is dict and not validate:
+        flow = obj.get("flow")
+        # Canonical protojson always has event_type, a string verdict and time.
+        if (
+            type(flow) is dict and "event_type" in flow
+            and type(flow.get("verdict", "")) is str and type(flow.get("time", "")) is str
+        ):
+            return flow, obj
+    return _full_line(obj, line, lineno, path, stats, strict, validate, on_bad)
+
+
 _INVALID: Final = object()  # a line orjson could not decode
 
 
 @contextmanager
-def _lines(source: PathLike | IO[bytes]) -> Iterator[Iterator[tuple[int, bytes]]]:
+def numbered_lines(source: PathLike | IO[bytes]) -> Iterator[Iterator[tuple[int, bytes]]]:
     """(line number, line) of a file, stdin or stream; a leading BOM is dropped."""
     if isinstance(source, str | Path):
         own, stream = True, _open(source)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
-from ciliary.cluster.model import Cluster
+from ciliary.cluster.model import Cluster, Pod
 from ciliary.identity.allocator import Identity
 from ciliary.identity.fqdn import FQDNSelectorIndex, fqdn
 from ciliary.identity.ipcache import IPCache
@@ -114,7 +114,7 @@ class PolicyEngine:
             self._named_by_identity.setdefault(ep.identity.id, set()).update(named_ports(ep))
         self._all_named = {np for s in self._named_by_identity.values() for np in s}
         self._compiled: dict[tuple[object, ...], EndpointPolicy] = {}
-        self._ep_policies: dict[int, tuple[Endpoint, EndpointPolicy]] = {}  # id(endpoint) ->
+        self._ep_policies: dict[str, tuple[Endpoint, EndpointPolicy]] = {}  # endpoint key ->
         # toFQDNs: every selector of every rule, and the DNS proxy's cache per endpoint.
         fqdn_selectors = [p.fqdn for e in entries for p in (e.peers or ()) if p.fqdn is not None]
         self._fqdn_selectors = FQDNSelectorIndex(fqdn_selectors)
@@ -125,13 +125,12 @@ class PolicyEngine:
         # (ip, observer, no time) -> (version, valid from, valid until, FQDN identity or None)
         self._fqdn_memo: dict[tuple[str, str | None, bool], tuple[int, float, float, Identity | None]] = {}
         self._fqdn_identities: dict[tuple[str, frozenset[str]], Identity] = {}  # (ip, selector keys) ->
-        self._policy_keys: dict[int, tuple[object, ...]] = {}
-        # Pods that flows name but the snapshot lacks (replay); identities from flow labels.
-        self.extra_endpoints: dict[str, Endpoint] = {}
+        # endpoint key -> (the endpoint, what its compiled policy depends on)
+        self._policy_keys: dict[str, tuple[Endpoint, tuple[object, ...]]] = {}
+        # Pods that flows name but the snapshot lacks; identities from the flows' labels.
+        self._flow_endpoints: dict[str, Endpoint] = {}
         self._late_indexed: set[int] = set()
         self._initial_ids = self.index.ids
-        # Compiled L7 matchers, per L7 rule object (policies live as long as the engine).
-        self.l7_cache: dict[int, object] = {}
 
     def _service_peers(self, svc: api.Service, namespace: str | None) -> list[Peer] | None:
         """toServices (layer3.rst "Services based"): a service with a selector becomes an
@@ -176,6 +175,21 @@ class PolicyEngine:
     def pod_endpoints(self) -> list[Endpoint]:
         return [e for e in self.endpoints if not e.is_host]
 
+    def endpoint_from_flow(self, namespace: str, pod: str, labels: list[str], ip: str | None) -> Endpoint:
+        """The endpoint of a pod that flows name but the snapshot lacks: its identity is the
+        one of the labels the flow carries (made selectable by every policy), made once."""
+        key = f"{namespace}/{pod}"
+        ep = self._flow_endpoints.get(key)
+        if ep is not None:
+            return ep
+        label_set = LabelSet.from_strings(labels or [f"k8s:{NS_LABEL}={namespace}"], default_source="k8s")
+        ident = self.allocator.allocate(label_set)
+        self.add_identity(ident)
+        pod_labels = {lb.key: lb.value for lb in label_set if lb.source == "k8s" and not lb.key.startswith("io.")}
+        ep = Endpoint(Pod(pod, namespace, pod_labels, ips=(ip,) if ip else ()), None, ident, ident.labels)
+        self._flow_endpoints[key] = ep
+        return ep
+
     # -- identities --------------------------------------------------------------
     def ipcache(self, node: str | None) -> IPCache:
         """The ipcache as `node` sees it (the node's own IPs are host, others remote-node)."""
@@ -216,6 +230,18 @@ class PolicyEngine:
             )
             self.fqdn_caches[ep.key] = cache
         return cache
+
+    @property
+    def has_learned_names(self) -> bool:
+        """Some DNS proxy learned an answer (then addresses may be FQDN identities)."""
+        return bool(self.fqdn_caches)
+
+    def mark_fqdn_connection(self, ep: Endpoint, ip: str, now: float | None) -> None:
+        """A live connection from `ep` to `ip` (conntrack): `ip`'s names stay usable
+        through the idle-connection grace period."""
+        cache = self.fqdn_caches.get(ep.key)
+        if cache is not None:
+            cache.mark_connection(ip, now)
 
     def learn_dns(self, ep: Endpoint, qname: str, ips: list[str], ttl: int, now: float | None) -> None:
         """An answer the DNS proxy let through for `ep` (only those feed the cache)."""
@@ -297,16 +323,18 @@ class PolicyEngine:
 
     # -- compilation ---------------------------------------------------------------
     def compile_key(self, ep: Endpoint) -> tuple[object, ...]:
-        """What an endpoint's compiled policy depends on (memoised per endpoint object)."""
-        key = self._policy_keys.get(id(ep))
-        if key is None:
-            key = (*policy_key(ep), self.ipcache(node_name(ep)).host_identity.labels)
-            self._policy_keys[id(ep)] = key
+        """What an endpoint's compiled policy depends on (memoised per endpoint)."""
+        hit = self._policy_keys.get(ep.key)
+        if hit is not None and hit[0] is ep:
+            return hit[1]
+        key = (*policy_key(ep), self.ipcache(node_name(ep)).host_identity.labels)
+        self._policy_keys[ep.key] = (ep, key)
         return key
 
     def policy(self, ep: Endpoint) -> EndpointPolicy:
-        # Per endpoint object first: hashing the compile key is the costlier lookup.
-        mine = self._ep_policies.get(id(ep))
+        # Per endpoint first: hashing the compile key is the costlier lookup. (Keys are
+        # unique per engine; the endpoint itself is compared too, in case one was rebuilt.)
+        mine = self._ep_policies.get(ep.key)
         if mine is not None and mine[0] is ep:
             return mine[1]
         key = self.compile_key(ep)
@@ -314,7 +342,7 @@ class PolicyEngine:
         if hit is None:
             hit = self._compile(ep)
             self._compiled[key] = hit
-        self._ep_policies[id(ep)] = (ep, hit)
+        self._ep_policies[ep.key] = (ep, hit)
         return hit
 
     def _compile(self, ep: Endpoint) -> EndpointPolicy:
@@ -339,7 +367,7 @@ class PolicyEngine:
 
     def _insert_named(
         self, pm: PolicyMap, ep: Endpoint, direction: str, ids: frozenset[int] | None,
-        ps: PortSpec, r: PolicyEntry, l7: object | None, peer_text: str,
+        ps: PortSpec, r: PolicyEntry, l7: api.L7Rules | None, peer_text: str,
     ) -> None:
         """Named ports: ingress resolves against the subject's own container ports; egress
         against each selected peer identity's (so one name may give several numbers)."""

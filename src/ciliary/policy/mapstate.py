@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from ciliary.model.cilium import L7Rules
 from ciliary.model.policy import PolicyRef
 from ciliary.policy.ports import PROTO_ANY, PortPrefix
 from ciliary.policy.rules import RuleOrigin
@@ -43,13 +44,23 @@ class PolicyKey(NamedTuple):
         return f"{self.direction} identity={ident} {self.port}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class L7Contribution:
-    """What one allow rule contributes to a key: its L7 rules (None: L3/L4 only)."""
+    """What one allow rule contributes to a key: its L7 rules (None: L3/L4 only).
+
+    Compared and hashed by identity, so whoever compiles the rules can key its compiled
+    matcher by the contribution; `same_as` is the comparison by content."""
 
     origin: RuleOrigin | None
     peer: str  # the peer selector as written (Cilium keeps L7 rules per selector)
-    rules: object | None  # ciliary.model.cilium.L7Rules
+    rules: L7Rules | None
+
+    def same_as(self, other: L7Contribution) -> bool:
+        return self.origin == other.origin and self.peer == other.peer and self.rules == other.rules
+
+
+def _has(contributions: list[L7Contribution], c: L7Contribution) -> bool:
+    return any(x is c or x.same_as(c) for x in contributions)
 
 
 class MapEntry(msgspec.Struct):
@@ -126,7 +137,7 @@ def _merge(m: MapEntry, entries: list[_RuleEntry]) -> MapEntry:
         if not m.deny:
             if e.auth and (m.auth is None or e.auth > m.auth):
                 m.auth = e.auth
-            if e.contribution is not None and e.contribution not in m.contributions:
+            if e.contribution is not None and not _has(m.contributions, e.contribution):
                 m.contributions.append(e.contribution)
     origins = m.origins
     # Most keys have one origin: no set and sort for them.
@@ -234,7 +245,7 @@ class PolicyMap:
         deny: bool,
         origin: RuleOrigin | None,
         auth: str | None = None,
-        l7: object | None = None,
+        l7: L7Rules | None = None,
         peer: str = "",
     ) -> None:
         """One key (used for single identities: wildcard, localhost, named ports)."""
@@ -248,7 +259,7 @@ class PolicyMap:
         deny: bool,
         origin: RuleOrigin | None,
         auth: str | None = None,
-        l7: object | None = None,
+        l7: L7Rules | None = None,
         peer: str = "",
     ) -> None:
         """Keys for every identity in `ids` (None: the wildcard identity) on `port`."""
@@ -342,7 +353,7 @@ class PolicyMap:
             return hit
         out: list[L7Contribution] = []
         for e in self._covering(proto, port):
-            if not e.deny and e.contribution is not None and e.selects(identity) and e.contribution not in out:
+            if not e.deny and e.contribution is not None and e.selects(identity) and not _has(out, e.contribution):
                 out.append(e.contribution)
         result = tuple(out)
         if len(self._l7) < 200_000:

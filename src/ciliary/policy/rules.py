@@ -82,7 +82,7 @@ class PortSpec:
 
     prefixes: tuple[PortPrefix, ...] = ()
     named: NamedPort | None = None
-    l7: Any = None  # L7 rules for this port (the L7 issue fills this in)
+    l7: api.L7Rules | None = None  # L7 rules for this port
     text: str = ""
 
 

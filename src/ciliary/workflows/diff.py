@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ciliary.cluster.endpoints import Endpoint
+from ciliary.flows.sides import port_label, workload_of_flow_side
 from ciliary.policy.engine import PolicyEngine, policy_key
 from ciliary.policy.ports import PROTO_NAMES, PROTO_NUMBERS
-from ciliary.verdict.decide import DROPPED, Flow, FlowPeer, decide
-from ciliary.workflows.replay import ReplayReport, port_label, replay, workload_of_flow_side
+from ciliary.verdict.decide import endpoint_peer
+from ciliary.verdict.decider import Decider
+from ciliary.verdict.types import DROPPED
+from ciliary.workflows.replay import ReplayReport, replay
 
 
 def workload_name(ep: Endpoint) -> str:
@@ -147,6 +150,7 @@ def diff_policies(
         groups.setdefault(policy_key(ep), ep)
     reps = list(groups.values())
     old_by_key = {e.key: e for e in old.pod_endpoints}
+    d_old, d_new = Decider(old), Decider(new)
     seen: set[tuple[str, str, str]] = set()
     for s in reps:
         for d in reps:
@@ -161,8 +165,8 @@ def diff_policies(
                 os_, od = old_by_key.get(s.key), old_by_key.get(d.key)
                 if os_ is None or od is None:
                     continue
-                vo = decide(old, Flow(FlowPeer(os_.ips[0] if os_.ips else None, os_), FlowPeer(od.ips[0] if od.ips else None, od), proto, port))
-                vn = decide(new, Flow(FlowPeer(s.ips[0] if s.ips else None, s), FlowPeer(d.ips[0] if d.ips else None, d), proto, port))
+                vo = d_old.decide_connection(endpoint_peer(os_), endpoint_peer(od), proto, port).verdict
+                vn = d_new.decide_connection(endpoint_peer(s), endpoint_peer(d), proto, port).verdict
                 was, now = vo.verdict != DROPPED, vn.verdict != DROPPED
                 if was and not now:
                     rep.newly_denied.append(Change(*key, vo.verdict, vn.verdict, _policies(vn)))

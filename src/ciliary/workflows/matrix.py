@@ -9,7 +9,9 @@ from typing import Any
 
 from ciliary.policy.engine import Endpoint, PolicyEngine, policy_key
 from ciliary.policy.ports import PROTO_NAMES
-from ciliary.verdict.decide import DROPPED, Flow, FlowPeer, Verdict, decide
+from ciliary.verdict.decide import endpoint_peer
+from ciliary.verdict.decider import Decider
+from ciliary.verdict.types import DROPPED, Verdict
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,13 @@ def compute_matrix(
     for ep in eps:
         groups.setdefault(policy_key(ep), []).append(ep)
     m = Matrix([e.key for e in eps], probes)
+    decider = Decider(engine)
     for probe in probes:
         table: dict[str, dict[str, Verdict]] = {e.key: {} for e in eps}
         for src_members in groups.values():
-            src = src_members[0]
+            src = endpoint_peer(src_members[0])
             for dst_members in groups.values():
-                dst = dst_members[0]
-                flow = Flow(FlowPeer(src.ips[0] if src.ips else None, src), FlowPeer(dst.ips[0] if dst.ips else None, dst), probe.proto, probe.port)
-                v = decide(engine, flow)
+                v = decider.decide_connection(src, endpoint_peer(dst_members[0]), probe.proto, probe.port).verdict
                 m.evaluations += 1
                 for s in src_members:
                     row = table[s.key]

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_NUMBERS, icmp_type_number
-from ciliary.verdict.decide import (
-    DNSObservation,
-    DNSQuery,
-    Flow,
-    L7Request,
-    SideVerdict,
-    Verdict,
-    decide,
-    observe_dns_answer,
-    resolve_peer,
-)
+from ciliary.verdict.decide import DNSObservation, resolve_peer
+from ciliary.verdict.decider import Decider
+from ciliary.verdict.types import DNSQuery, L7Request, L7Verdict, SideVerdict, Verdict
 
 
 def parse_dport(text: str) -> tuple[int, int]:
@@ -113,14 +105,18 @@ def trace(
     request: L7Request | None = None, resolves: list[tuple[str, list[str]]] | None = None,
 ) -> tuple[Verdict, list[DNSObservation]]:
     """Replay the DNS answers (through the source's DNS policy), then decide the flow."""
+    decider = Decider(engine)
     src_peer = resolve_peer(engine, src)
     observations = []
     for name, ips in resolves or []:
         if src_peer.endpoint is None:
             raise LookupError("--resolve needs a source endpoint (NS/POD)")
-        observations.append(observe_dns_answer(engine, src_peer, name, ips))
+        observations.append(decider.observe_dns_answer(src_peer, name, ips))
     dst_peer = resolve_peer(engine, dst)
-    return decide(engine, Flow(src_peer, dst_peer, proto, port, request)), observations
+    d = decider.decide_connection(src_peer, dst_peer, proto, port)
+    if request is not None:
+        d = decider.decide_request(d, request)
+    return d.verdict, observations
 
 
 def _side_text(v: Verdict, side: SideVerdict) -> list[str]:
@@ -171,10 +167,7 @@ def _side_text(v: Verdict, side: SideVerdict) -> list[str]:
     return lines
 
 
-def _l7_code(l7: object) -> str:
-    from ciliary.verdict.decide import L7Verdict
-
-    assert isinstance(l7, L7Verdict)
+def _l7_code(l7: L7Verdict) -> str:
     if l7.http_status:
         return f" (HTTP {l7.http_status} Access denied)"
     if l7.kafka_error_code is not None:
@@ -194,8 +187,8 @@ def render_dns(observations: list[DNSObservation]) -> str:
 def render_trace(v: Verdict) -> str:
     src_id = f" (identity {v.src_identity.id})" if v.src_identity else ""
     dst_id = f" (identity {v.dst_identity.id})" if v.dst_identity else ""
-    f = v.flow
-    lines = [f"Tracing {f.src}{src_id} -> {f.dst}{dst_id} {v.as_dict()['port']}/{v.as_dict()['protocol']}", ""]
+    c = v.connection
+    lines = [f"Tracing {c.src}{src_id} -> {c.dst}{dst_id} {v.as_dict()['port']}/{v.as_dict()['protocol']}", ""]
     lines += [*_side_text(v, v.egress), "", *_side_text(v, v.ingress), ""]
     final = v.verdict + (f" ({v.drop_reason_desc}, {v.traffic_direction})" if v.drop_reason_desc else "")
     lines.append(f"Final verdict: {final}")
