@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import pytest
 
-from ciliary.verdict.decide import Flow, FlowPeer, decide
+from ciliary.verdict.decide import decide
+from ciliary.verdict.types import Connection, FlowPeer
 from engine_helpers import (
     DENIED,
     DENY,
@@ -113,6 +114,8 @@ def test_empty_and_missing_peer_selectors(section: str, expect_client: tuple[str
         ("egress: [{toEndpoints: []}]", (DROPPED, POLICY_DENIED, EGRESS)),  # seed 09-default-deny form
         ("egressDeny: [{toCIDR: [9.9.9.9/32]}]", (DROPPED, POLICY_DENIED, EGRESS)),  # deny-only flips
         ("egress: [{toPorts: [{ports: [{port: '443', protocol: TCP}]}]}]", (FORWARDED, None, EGRESS)),
+        # §3.2 edge: enableDefaultDeny.egress=true with no egress element creates no egress rule
+        ("enableDefaultDeny: {egress: true}\ningress: [{}]", (FORWARDED, None, EGRESS)),
     ],
 )
 def test_egress_sections(section: str, expected: tuple[str, str | None, str]) -> None:
@@ -174,16 +177,6 @@ ingress:
     e = engine(NON_DEFAULT_DENY, other)
     assert short(verdict(e, WORLD_IP, "app/server", "8080/TCP")) == DENIED
     assert short(verdict(e, "app/local", "app/server", "7/TCP")) == FWD
-
-
-def test_enable_default_deny_on_other_direction_has_no_effect() -> None:
-    # §3.2 edge: enableDefaultDeny.egress=true with no egress element creates no egress rule
-    e = engine(cnp("p", """
-endpointSelector: {matchLabels: {app: client}}
-enableDefaultDeny: {egress: true}
-ingress: [{}]
-"""))
-    assert outcome(verdict(e, "app/client", WORLD_IP, "443/TCP")) == (FORWARDED, None, EGRESS)
 
 
 # --- §3.6 enable-policy ------------------------------------------------------------------------
@@ -255,7 +248,7 @@ def test_init_endpoint_is_default_deny(texts: tuple[str, ...], l4: str, expected
     dst = e.endpoint("app/server")
     assert dst is not None
     proto, port = parse_l4(l4)
-    v = decide(e, Flow(FlowPeer(ep.ips[0], init_ep), FlowPeer(dst.ips[0], dst), proto, port))
+    v = decide(e, Connection(FlowPeer(ep.ips[0], init_ep), FlowPeer(dst.ips[0], dst), proto, port))
     assert outcome(v) == expected
 
 

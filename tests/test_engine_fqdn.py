@@ -18,13 +18,8 @@ from hypothesis import strategies as st
 from ciliary.cluster.model import Cluster
 from ciliary.l7.http import HTTPRequest
 from ciliary.policy.engine import PolicyEngine, node_name
-from ciliary.verdict.decide import (
-    DNSObservation,
-    SideVerdict,
-    decide_side,
-    observe_dns_answer,
-    resolve_peer,
-)
+from ciliary.verdict.decide import DNSObservation, decide_side, observe_dns_answer, resolve_peer
+from ciliary.verdict.types import SideVerdict
 from engine_helpers import (
     DROPPED,
     EGRESS,

@@ -21,7 +21,7 @@ from ciliary.model.loader import load_policies
 from ciliary.model.options import ValidationOptions
 from ciliary.model.source import parse_text
 from ciliary.policy.engine import PolicyEngine
-from ciliary.verdict.decide import DNSQuery
+from ciliary.verdict.types import DNSQuery
 from engine_helpers import (
     DROPPED,
     EGRESS,

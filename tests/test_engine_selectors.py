@@ -7,6 +7,9 @@ is probed, so the automatic localhost allow (§3.8) does not hide the selector u
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import yaml
 
@@ -42,42 +45,64 @@ def _ingress_row(e: object, port: str = "8080/TCP") -> list[bool]:
     return [verdict(e, s, "app/server", port).verdict == FORWARDED for s in SOURCES]  # type: ignore[arg-type]
 
 
-# --- §1.4 namespace scoping --------------------------------------------------------------------
+# --- §1.4 namespace scoping; the sources a peer selector admits -------------------------------
+
+
+def _server_from(peer: str, kind: Callable[[str, str], str] = cnp) -> str:
+    """Policy "p" selecting app/server with one ingress element, `peer`."""
+    return kind("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{" + peer + "}]")
+
+
+KNP_NAMESPACE_NOT_IN = knp("k", "podSelector: {matchLabels: {app: server}}\ningress: [{from: [{namespaceSelector: {matchExpressions: [{key: team, operator: NotIn, values: [b]}]}}]}]")
 
 
 @pytest.mark.parametrize(
-    ("policy", "row"),
+    ("policy", "config", "row"),
     [
         # CNP fromEndpoints [{}] = same-namespace pods only (§1.4.3)
-        (cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{}]}]"),
-         [True, False, False, False, False]),
+        pytest.param(_server_from("fromEndpoints: [{}]"), {}, [True, False, False, False, False],
+                     id="cnp-from-endpoints-empty"),
         # CCNP fromEndpoints [{}] = all pods of all namespaces, not world/host/remote-node (§1.4.3)
-        (ccnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{}]}]"),
-         [True, True, False, False, False]),
+        pytest.param(_server_from("fromEndpoints: [{}]", ccnp), {}, [True, True, False, False, False],
+                     id="ccnp-from-endpoints-empty"),
         # explicit namespace key: cross-namespace (§1.4.3 "already constrains ... untouched")
-        (cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: other}}]}]"),
-         [False, True, False, False, False]),
+        pytest.param(_server_from("fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: other}}]"), {},
+                     [False, True, False, False, False], id="cnp-explicit-namespace"),
         # `any:` source namespace key also counts (§1.4.3)
-        (cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: other}}]}]"),
-         [False, True, False, False, False]),
+        pytest.param(_server_from("fromEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: other}}]"), {},
+                     [False, True, False, False, False], id="cnp-explicit-namespace-any-source"),
         # namespace-label selector in a CNP: no namespace injection (newest getEndpointSelector, Open q. 2)
-        (cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{matchLabels: {io.cilium.k8s.namespace.labels.team: b}}]}]"),
-         [False, True, False, False, False]),
-        (cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{matchExpressions: [{key: io.cilium.k8s.namespace.labels.team, operator: In, values: [a, b]}]}]}]"),
-         [True, True, False, False, False]),
+        pytest.param(_server_from("fromEndpoints: [{matchLabels: {io.cilium.k8s.namespace.labels.team: b}}]"), {},
+                     [False, True, False, False, False], id="cnp-namespace-label"),
+        pytest.param(_server_from("fromEndpoints: [{matchExpressions: [{key: io.cilium.k8s.namespace.labels.team, operator: In, values: [a, b]}]}]"), {},
+                     [True, True, False, False, False], id="cnp-namespace-label-expression"),
         # plain label in a CNP gets the policy namespace: other/client (app=client) is excluded
-        (cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{matchLabels: {app: client}}]}]"),
-         [True, False, False, False, False]),
+        pytest.param(_server_from("fromEndpoints: [{matchLabels: {app: client}}]"), {}, [True, False, False, False, False],
+                     id="cnp-plain-label"),
         # ...in a CCNP it gets "namespace exists": both clients
-        (ccnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{matchLabels: {app: client}}]}]"),
-         [True, True, False, False, False]),
+        pytest.param(_server_from("fromEndpoints: [{matchLabels: {app: client}}]", ccnp), {}, [True, True, False, False, False],
+                     id="ccnp-plain-label"),
         # reserved: keys are left untouched (§1.4.3)
-        (cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{matchLabels: {'reserved:world': ''}}]}]"),
-         [False, False, True, False, False]),
+        pytest.param(_server_from("fromEndpoints: [{matchLabels: {'reserved:world': ''}}]"), {},
+                     [False, False, True, False, False], id="cnp-reserved-label"),
+        # §1.4.4: fromEntities [all] is everything (fromEndpoints [{}]: same-namespace pods, above)
+        pytest.param(_server_from("fromEntities: [all]"), {}, [True, True, True, True, True], id="cnp-from-entities-all"),
+        # §2.4: fromCIDR never selects pods (nor nodes)
+        pytest.param(_server_from("fromCIDR: [0.0.0.0/0]"), {}, [False, False, True, False, False], id="cnp-from-cidr-all"),
+        # NotIn-only namespace selectors: policy-default-local-cluster (default since 1.19,
+        # upgrade.rst) adds io.cilium.k8s.policy.cluster=<local>, so only local-cluster pods
+        pytest.param(KNP_NAMESPACE_NOT_IN, {}, [True, False, False, False, False], id="knp-namespace-notin"),
+        pytest.param(_server_from("fromEndpoints: [{matchExpressions: [{key: k8s:io.kubernetes.pod.namespace, operator: NotIn, values: [other]}]}]"), {},
+                     [True, False, False, False, False], id="cnp-namespace-notin"),
+        # policy-default-local-cluster=false (pre-1.19 default): no cluster filter, so a NotIn-only
+        # namespace selector also matches identities without namespace labels (world, nodes)
+        pytest.param(KNP_NAMESPACE_NOT_IN, {"policy_default_local_cluster": False}, [True, False, True, True, True],
+                     id="knp-namespace-notin-without-policy-default-local-cluster"),
     ],
 )
-def test_namespace_scoping_of_peer_selectors(policy: str, row: list[bool]) -> None:
-    e = engine(policy, allow_localhost="policy")
+def test_ingress_sources_selected_by_peer(policy: str, config: dict[str, Any], row: list[bool]) -> None:
+    # SOURCES that reach app/server:8080 when only `policy` selects it
+    e = engine(policy, allow_localhost="policy", **config)
     assert _ingress_row(e) == row
 
 
@@ -154,12 +179,6 @@ egress:
     assert v.dst_identity is not None and v.dst_identity.id != 2  # a CIDR identity, not plain world
 
 
-def test_from_entities_all_vs_from_endpoints_empty() -> None:
-    # §1.4.4: fromEntities [all] (everything) vs fromEndpoints [{}] (same-namespace pods only)
-    all_ = engine(cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEntities: [all]}]"), allow_localhost="policy")
-    assert _ingress_row(all_) == [True, True, True, True, True]
-
-
 # --- §2.4/§2.5 CIDR ---------------------------------------------------------------------------------
 
 
@@ -192,11 +211,6 @@ def test_cidr_selectors(peer: str, dst: str, expected: tuple[str, str | None]) -
     assert short(v) == expected
     if expected == FWD:
         assert refs(v.egress.allowed_by) == ["CiliumNetworkPolicy app/p"]
-
-
-def test_from_cidr_ingress_never_selects_pods() -> None:
-    e = engine(cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromCIDR: [0.0.0.0/0]}]"), allow_localhost="policy")
-    assert _ingress_row(e) == [False, False, True, False, False]
 
 
 @pytest.mark.parametrize(
@@ -288,28 +302,6 @@ def test_knp_translation(spec: str, ingress_row: list[bool], egress_world: tuple
     assert short(verdict(e, "app/server", WORLD_IP, "443/TCP")) == egress_world
 
 
-@pytest.mark.parametrize(
-    "policy",
-    [
-        knp("k", "podSelector: {matchLabels: {app: server}}\ningress: [{from: [{namespaceSelector: {matchExpressions: [{key: team, operator: NotIn, values: [b]}]}}]}]"),
-        cnp("p", "endpointSelector: {matchLabels: {app: server}}\ningress: [{fromEndpoints: [{matchExpressions: [{key: k8s:io.kubernetes.pod.namespace, operator: NotIn, values: [other]}]}]}]"),
-    ],
-    ids=["knp-namespace-notin", "cnp-namespace-notin"],
-)
-def test_not_in_peer_selectors_select_only_local_cluster_pods(policy: str) -> None:
-    # policy-default-local-cluster (default since 1.19, upgrade.rst) adds io.cilium.k8s.policy.cluster=<local>
-    e = engine(policy, allow_localhost="policy")
-    assert _ingress_row(e) == [True, False, False, False, False]
-
-
-def test_without_policy_default_local_cluster_not_in_selects_reserved_identities() -> None:
-    # policy-default-local-cluster=false (pre-1.19 default): no cluster filter, so a NotIn-only
-    # namespace selector also matches identities without namespace labels (world, nodes)
-    e = engine(knp("k", "podSelector: {matchLabels: {app: server}}\ningress: [{from: [{namespaceSelector: {matchExpressions: [{key: team, operator: NotIn, values: [b]}]}}]}]"),
-               allow_localhost="policy", policy_default_local_cluster=False)
-    assert _ingress_row(e) == [True, False, True, True, True]
-
-
 def test_agent_cluster_name_is_the_pods_cluster_label() -> None:
     p = cnp("p", "endpointSelector: {matchLabels: {app: client}}\negress: [{toEntities: [cluster]}, {toEndpoints: [{matchLabels: {app: server}}]}]")
     for name in ("default", "prod"):
@@ -353,28 +345,34 @@ def test_knp_ports(ports: str, l4: str, expected: tuple[str, str | None]) -> Non
     assert short(verdict(e, "app/client", "app/server", l4)) == expected
 
 
-def test_knp_egress_only_policy_types_still_translates_ingress_rules() -> None:
-    # pkg/k8s/network_policy.go ParseNetworkPolicy translates every ingress element; policyTypes only adds default deny
-    e = engine(knp("k", """
+@pytest.mark.parametrize(
+    ("spec", "allowed", "denied"),
+    [
+        pytest.param("""
 podSelector: {matchLabels: {app: server}}
 policyTypes: [Egress]
 ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
 egress: [{}]
-"""))
-    assert short(verdict(e, "app/client", "app/server", "8080/TCP")) == FWD
-    assert outcome(verdict(e, "other/client", "app/server", "8080/TCP")) == (DROPPED, POLICY_DENIED, INGRESS)
-
-
-def test_knp_ingress_only_policy_types_still_translates_egress_rules() -> None:
-    # pkg/k8s/network_policy.go ParseNetworkPolicy translates every egress element; policyTypes only adds default deny
-    e = engine(knp("k", """
+""", ("app/client", "app/server", "8080/TCP"), ("other/client", "app/server", "8080/TCP", INGRESS),
+            id="egress-only-still-translates-ingress"),
+        pytest.param("""
 podSelector: {matchLabels: {app: server}}
 policyTypes: [Ingress]
 ingress: [{}]
 egress: [{to: [{podSelector: {matchLabels: {app: client}}}]}]
-"""))
-    assert short(verdict(e, "app/server", "app/client", "8080/TCP")) == FWD
-    assert outcome(verdict(e, "app/server", WORLD_IP, "443/TCP")) == (DROPPED, POLICY_DENIED, EGRESS)
+""", ("app/server", "app/client", "8080/TCP"), ("app/server", WORLD_IP, "443/TCP", EGRESS),
+            id="ingress-only-still-translates-egress"),
+    ],
+)
+def test_knp_policy_types_do_not_drop_the_other_direction_rules(
+    spec: str, allowed: tuple[str, str, str], denied: tuple[str, str, str, str]
+) -> None:
+    # pkg/k8s/network_policy.go ParseNetworkPolicy translates every ingress and egress
+    # element; policyTypes only adds default deny
+    e = engine(knp("k", spec))
+    assert short(verdict(e, *allowed)) == FWD
+    src, dst, l4, direction = denied
+    assert outcome(verdict(e, src, dst, l4)) == (DROPPED, POLICY_DENIED, direction)
 
 
 # --- §11.1 toServices --------------------------------------------------------------------------------

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import warnings
-
 import pytest
 import re2
 from hypothesis import given, settings
@@ -21,8 +18,8 @@ from ciliary.l7 import (
     grpc_request,
     http_policy,
 )
-from ciliary.l7._re2util import ENVOY_RE2_MAX_PROGRAM_SIZE
 from ciliary.model.cilium import HeaderMatch, PortRuleHTTP, Secret
+from ciliary.re2util import ENVOY_RE2_MAX_PROGRAM_SIZE
 
 
 def rule(**kw: object) -> PortRuleHTTP:
@@ -48,37 +45,36 @@ def allowed(p: HTTPPolicy, r: HTTPRequest) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def test_path_regex_must_match_the_whole_path() -> None:
-    p = policy(rule(path="/public"))
-    assert allowed(p, req(path="/public"))
-    assert not allowed(p, req(path="/public/x"))
-    assert not allowed(p, req(path="/x/public"))
-    assert allowed(policy(rule(path="/public.*")), req(path="/public/x"))
-
-
-def test_path_includes_query_string_open_question_5() -> None:
-    # Envoy's :path keeps the query; Cilium matches a HeaderMatcher on :path (not a PathMatcher).
-    assert not allowed(policy(rule(path="/public")), req(path="/public?x=1"))
-    assert allowed(policy(rule(path=r"/public(\?.*)?")), req(path="/public?x=1"))
-    assert allowed(policy(rule(path=r"/public(\?.*)?")), req(path="/public"))
-
-
-def test_method_regex_full_match_and_case_sensitive() -> None:
-    p = policy(rule(method="GET|HEAD"))
-    assert allowed(p, req("GET")) and allowed(p, req("HEAD"))
-    assert not allowed(p, req("get"))
-    assert not allowed(p, req("GETX"))
-    assert not allowed(policy(rule(method="GE")), req("GET"))
-
-
-def test_host_regex_matches_authority_including_port() -> None:
-    p = policy(rule(host="api\\.example\\.com"))
-    assert allowed(p, req(host="api.example.com"))
-    assert not allowed(p, req(host="api.example.com:8080"))
-    assert not allowed(p, req(host="xapi.example.com"))
-    assert allowed(
-        policy(rule(host="api\\.example\\.com(:[0-9]+)?")), req(host="api.example.com:8080")
-    )
+# (rule fields, request, allowed): a policy of that one rule; test_one_rule_policy
+FIELD_CASES = [
+    # the path regex must match the whole path
+    pytest.param({"path": "/public"}, req(path="/public"), True, id="fields-path-exact"),
+    pytest.param({"path": "/public"}, req(path="/public/x"), False, id="fields-path-is-no-prefix-match"),
+    pytest.param({"path": "/public"}, req(path="/x/public"), False, id="fields-path-is-no-suffix-match"),
+    pytest.param({"path": "/public.*"}, req(path="/public/x"), True, id="fields-path-explicit-wildcard"),
+    # open question 5: Envoy's :path keeps the query; Cilium matches a HeaderMatcher on
+    # :path (not a PathMatcher)
+    pytest.param({"path": "/public"}, req(path="/public?x=1"), False, id="fields-path-includes-query-string"),
+    pytest.param({"path": r"/public(\?.*)?"}, req(path="/public?x=1"), True, id="fields-path-optional-query-given"),
+    pytest.param({"path": r"/public(\?.*)?"}, req(path="/public"), True, id="fields-path-optional-query-absent"),
+    # the method regex matches the whole method, case-sensitively
+    pytest.param({"method": "GET|HEAD"}, req("GET"), True, id="fields-method-alternation-GET"),
+    pytest.param({"method": "GET|HEAD"}, req("HEAD"), True, id="fields-method-alternation-HEAD"),
+    pytest.param({"method": "GET|HEAD"}, req("get"), False, id="fields-method-case-sensitive"),
+    pytest.param({"method": "GET|HEAD"}, req("GETX"), False, id="fields-method-whole-value"),
+    pytest.param({"method": "GE"}, req("GET"), False, id="fields-method-is-no-prefix-match"),
+    # the host regex matches the whole authority, port included
+    pytest.param({"host": "api\\.example\\.com"}, req(host="api.example.com"), True, id="fields-host-exact"),
+    pytest.param({"host": "api\\.example\\.com"}, req(host="api.example.com:8080"), False, id="fields-host-authority-has-the-port"),
+    pytest.param({"host": "api\\.example\\.com"}, req(host="xapi.example.com"), False, id="fields-host-whole-value"),
+    pytest.param({"host": "api\\.example\\.com(:[0-9]+)?"}, req(host="api.example.com:8080"), True, id="fields-host-optional-port"),
+    # anchors inside rules still anchor at their own field
+    pytest.param({"method": "^GET$", "path": "^/api/.*$", "host": "^h$"}, req("GET", "/api/v1", "h"), True, id="fields-anchors-per-field"),
+    pytest.param({"method": "^GET$", "path": "^/api/.*$", "host": "^h$"}, req("GET", "/x/api/v1", "h"), False, id="fields-anchors-per-field-path-mismatch"),
+    # \A and \z are text anchors: such rules are evaluated one by one, same answer
+    pytest.param({"method": r"\AGET\z", "path": r"\A/api/.*"}, req("GET", "/api/x"), True, id="fields-text-anchors"),
+    pytest.param({"method": r"\AGET\z", "path": r"\A/api/.*"}, req("POST", "/api/x"), False, id="fields-text-anchors-method-mismatch"),
+]
 
 
 def test_fields_are_anded_within_a_rule_and_rules_ored() -> None:
@@ -104,16 +100,6 @@ def test_first_rule_in_policy_order_is_reported() -> None:
     assert p.check(req("PUT", "/xy")).rule_index == 0
 
 
-def test_anchors_inside_rules_still_anchor_at_their_own_field() -> None:
-    p = policy(rule(method="^GET$", path="^/api/.*$", host="^h$"))
-    assert allowed(p, req("GET", "/api/v1", "h"))
-    assert not allowed(p, req("GET", "/x/api/v1", "h"))
-    # \A and \z are text anchors: such rules are evaluated one by one, same answer.
-    p2 = policy(rule(method=r"\AGET\z", path=r"\A/api/.*"))
-    assert allowed(p2, req("GET", "/api/x"))
-    assert not allowed(p2, req("POST", "/api/x"))
-
-
 def test_deny_response_constants() -> None:
     assert HTTP_DENY_STATUS == 403
     assert HTTP_DENY_BODY == "Access denied\r\n" and len(HTTP_DENY_BODY) == 15
@@ -124,49 +110,39 @@ def test_deny_response_constants() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_headers_name_value_exact_and_case_insensitive_name() -> None:
-    p = policy(rule(headers=["X-Key: v1"]))
-    assert allowed(p, req(x_key="v1"))
-    assert allowed(p, HTTPRequest("GET", "/", "", (("X-KEY", "v1"),)))
-    assert not allowed(p, req(x_key="V1"))
-    assert not allowed(p, req(x_key="v1 "))
-    assert not allowed(p, req())
+def with_headers(*headers: tuple[str, str]) -> HTTPRequest:
+    return HTTPRequest("GET", "/", "", headers)
 
 
-def test_headers_value_is_everything_after_the_first_space() -> None:
-    p = policy(rule(headers=["X-Key: a b"]))
-    assert allowed(p, req(x_key="a b"))
-    assert not allowed(p, req(x_key="a"))
-    # Several trailing colons are all trimmed (strings.TrimRight).
-    assert allowed(policy(rule(headers=["X-Key:: v"])), req(x_key="v"))
-
-
-def test_headers_name_only_is_presence() -> None:
-    p = policy(rule(headers=["X-Key"]))
-    assert allowed(p, req(x_key=""))
-    assert allowed(p, req(x_key="anything"))
-    assert not allowed(p, req(other="1"))
-
-
-def test_headers_without_space_is_a_name_with_a_colon() -> None:
-    # "X-Key:v" has no space: Cilium emits a presence matcher for a header named "x-key:v".
-    p = policy(rule(headers=["X-Key:v"]))
-    assert not allowed(p, req(x_key="v"))
-    assert allowed(p, HTTPRequest("GET", "/", "", (("x-key:v", ""),)))
-
-
-def test_headers_empty_value_requires_present_and_empty() -> None:
-    p = policy(rule(headers=["X-Key: "]))
-    assert allowed(p, req(x_key=""))
-    assert not allowed(p, req(x_key="v"))
-    assert not allowed(p, req())
-
-
-def test_multi_valued_header_is_joined_with_commas() -> None:
-    two = HTTPRequest("GET", "/", "", (("x-key", "a"), ("X-Key", "b")))
-    assert allowed(policy(rule(headers=["X-Key: a,b"])), two)
-    assert not allowed(policy(rule(headers=["X-Key: a"])), two)
-    assert allowed(policy(rule(headers=["X-Key"])), two)
+# (rule fields, request, allowed): a policy of that one rule; test_one_rule_policy
+HEADER_CASES = [
+    # "Name: value": the value is exact, the name case-insensitive
+    pytest.param({"headers": ["X-Key: v1"]}, req(x_key="v1"), True, id="headers-name-value-exact"),
+    pytest.param({"headers": ["X-Key: v1"]}, with_headers(("X-KEY", "v1")), True, id="headers-name-value-name-case-insensitive"),
+    pytest.param({"headers": ["X-Key: v1"]}, req(x_key="V1"), False, id="headers-name-value-value-case-sensitive"),
+    pytest.param({"headers": ["X-Key: v1"]}, req(x_key="v1 "), False, id="headers-name-value-trailing-space"),
+    pytest.param({"headers": ["X-Key: v1"]}, req(), False, id="headers-name-value-header-missing"),
+    # the value is everything after the first space
+    pytest.param({"headers": ["X-Key: a b"]}, req(x_key="a b"), True, id="headers-value-after-first-space"),
+    pytest.param({"headers": ["X-Key: a b"]}, req(x_key="a"), False, id="headers-value-after-first-space-partial"),
+    # several trailing colons are all trimmed (strings.TrimRight)
+    pytest.param({"headers": ["X-Key:: v"]}, req(x_key="v"), True, id="headers-trailing-colons-trimmed"),
+    # "Name" alone is presence
+    pytest.param({"headers": ["X-Key"]}, req(x_key=""), True, id="headers-name-only-present-empty"),
+    pytest.param({"headers": ["X-Key"]}, req(x_key="anything"), True, id="headers-name-only-present"),
+    pytest.param({"headers": ["X-Key"]}, req(other="1"), False, id="headers-name-only-absent"),
+    # "X-Key:v" has no space: Cilium emits a presence matcher for a header named "x-key:v"
+    pytest.param({"headers": ["X-Key:v"]}, req(x_key="v"), False, id="headers-no-space-is-not-name-value"),
+    pytest.param({"headers": ["X-Key:v"]}, with_headers(("x-key:v", "")), True, id="headers-no-space-is-a-name-with-a-colon"),
+    # "Name: " requires the header present and empty
+    pytest.param({"headers": ["X-Key: "]}, req(x_key=""), True, id="headers-empty-value-present-empty"),
+    pytest.param({"headers": ["X-Key: "]}, req(x_key="v"), False, id="headers-empty-value-present-not-empty"),
+    pytest.param({"headers": ["X-Key: "]}, req(), False, id="headers-empty-value-absent"),
+    # a multi-valued header is joined with commas
+    pytest.param({"headers": ["X-Key: a,b"]}, with_headers(("x-key", "a"), ("X-Key", "b")), True, id="headers-multi-valued-joined"),
+    pytest.param({"headers": ["X-Key: a"]}, with_headers(("x-key", "a"), ("X-Key", "b")), False, id="headers-multi-valued-first-only"),
+    pytest.param({"headers": ["X-Key"]}, with_headers(("x-key", "a"), ("X-Key", "b")), True, id="headers-multi-valued-presence"),
+]
 
 
 def test_headers_and_path_combine() -> None:
@@ -356,68 +332,53 @@ def test_oversized_regex_is_flagged() -> None:
 
 
 # --------------------------------------------------------------------------------------
-# RE2 (Envoy, Go) vs Python's re: pin the differences
+# RE2 (Envoy, Go) syntax and semantics, where they differ from Python's re
 # --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("pattern", [r"/a\Z", "/a*+", "/(?=x)x", r"/(a)\1", "/(?<=a)b", "/(?!x).*"])
 def test_re2_rejects_what_python_accepts(pattern: str) -> None:
-    re.compile(pattern)  # Python accepts
     with pytest.raises(ValueError):
         HTTPRule.from_model(rule(path=pattern))
 
 
 @pytest.mark.parametrize("pattern", [r"/\C", r"/\pN+", r"/a\z", r"/\x{41}", "GE(?i)t"])
 def test_re2_accepts_what_python_rejects(pattern: str) -> None:
-    with pytest.raises(re.error):
-        re.compile(pattern)
     HTTPRule.from_model(rule(path=pattern))
 
 
-def test_inline_flag_in_the_middle_applies_to_the_rest() -> None:
-    p = policy(rule(method="GE(?i)t"))
-    assert allowed(p, req("GET")) and allowed(p, req("GEt"))
-    assert not allowed(p, req("gET"))
-    assert allowed(policy(rule(method="(?i)get")), req("GET"))
+# (rule fields, request, allowed): a policy of that one rule; test_one_rule_policy
+RE2_CASES = [
+    # an inline flag in the middle applies to the rest of the regex
+    pytest.param({"method": "GE(?i)t"}, req("GET"), True, id="re2-inline-flag-mid-GET"),
+    pytest.param({"method": "GE(?i)t"}, req("GEt"), True, id="re2-inline-flag-mid-GEt"),
+    pytest.param({"method": "GE(?i)t"}, req("gET"), False, id="re2-inline-flag-mid-not-before"),
+    pytest.param({"method": "(?i)get"}, req("GET"), True, id="re2-inline-flag-leading"),
+    # \d and \w are ASCII only; \pN is Unicode "number" (matches the Arabic-Indic digit)
+    pytest.param({"path": r"/v1/\d+"}, req(path="/v1/42"), True, id="re2-digit-ascii"),
+    pytest.param({"path": r"/v1/\d+"}, req(path="/v1/٣"), False, id="re2-digit-not-unicode"),
+    pytest.param({"path": r"/\w+"}, req(path="/é"), False, id="re2-word-not-unicode"),
+    pytest.param({"path": r"/\pN+"}, req(path="/٣12"), True, id="re2-unicode-number-class"),
+    # $ does not match before a trailing newline
+    pytest.param({"path": "/a$"}, req(path="/a\n"), False, id="re2-dollar-not-before-trailing-newline"),
+    pytest.param({"path": "/a"}, req(path="/a\n"), False, id="re2-no-anchor-trailing-newline"),
+    # POSIX classes inside brackets
+    pytest.param({"path": "/[[:alpha:]]+"}, req(path="/abc"), True, id="re2-posix-alpha"),
+    pytest.param({"path": "/[[:alpha:]]+"}, req(path="/a]"), False, id="re2-posix-alpha-is-one-class"),
+    pytest.param({"path": "/[[:alpha:]]+"}, req(path="/:"), False, id="re2-posix-alpha-no-colon"),
+    # \C matches one byte: é is two UTF-8 bytes
+    pytest.param({"path": r"/a\C"}, req(path="/aé"), False, id="re2-backslash-C-one-byte"),
+    pytest.param({"path": r"/a\C\C"}, req(path="/aé"), True, id="re2-backslash-C-two-bytes"),
+    # . does not match a newline unless the s flag is set
+    pytest.param({"path": "/a.*"}, req(path="/a\nb"), False, id="re2-dot-not-newline"),
+    pytest.param({"path": "(?s)/a.*"}, req(path="/a\nb"), True, id="re2-dot-newline-with-s-flag"),
+]
 
 
-def test_digit_and_word_classes_are_ascii_only() -> None:
-    assert re.fullmatch(r"/v1/\d+", "/v1/٣")  # Python: Unicode digits
-    p = policy(rule(path=r"/v1/\d+"))
-    assert allowed(p, req(path="/v1/42"))
-    assert not allowed(p, req(path="/v1/٣"))
-    assert re.fullmatch(r"/\w+", "/é")
-    assert not allowed(policy(rule(path=r"/\w+")), req(path="/é"))
-    # \pN is Unicode "number": matches the Arabic-Indic digit.
-    assert allowed(policy(rule(path=r"/\pN+")), req(path="/٣12"))
-
-
-def test_dollar_does_not_match_before_a_trailing_newline() -> None:
-    assert re.search("a$", "a\n") is not None
-    assert re2.search("a$", "a\n") is None
-    assert not allowed(policy(rule(path="/a$")), req(path="/a\n"))
-    assert not allowed(policy(rule(path="/a")), req(path="/a\n"))
-
-
-def test_posix_classes() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        assert re.fullmatch("/[[:alpha:]]+", "/a]")  # Python: a set of '[:alph' then ']'
-        assert re.fullmatch("/[[:alpha:]]+", "/abc") is None
-    p = policy(rule(path="/[[:alpha:]]+"))
-    assert allowed(p, req(path="/abc"))
-    assert not allowed(p, req(path="/a]"))
-    assert not allowed(p, req(path="/:"))
-
-
-def test_backslash_c_matches_one_byte() -> None:
-    assert not allowed(policy(rule(path=r"/a\C")), req(path="/aé"))  # é is two UTF-8 bytes
-    assert allowed(policy(rule(path=r"/a\C\C")), req(path="/aé"))
-
-
-def test_dot_does_not_match_newline_unless_s_flag() -> None:
-    assert not allowed(policy(rule(path="/a.*")), req(path="/a\nb"))
-    assert allowed(policy(rule(path="(?s)/a.*")), req(path="/a\nb"))
+@pytest.mark.parametrize(("rule_kw", "request_", "expected"), [*FIELD_CASES, *HEADER_CASES, *RE2_CASES])
+def test_one_rule_policy(rule_kw: dict[str, object], request_: HTTPRequest, expected: bool) -> None:
+    # a policy of one rule (FIELD_CASES, HEADER_CASES, RE2_CASES) allows the request or not
+    assert allowed(policy(rule(**rule_kw)), request_) is expected
 
 
 # --------------------------------------------------------------------------------------
@@ -505,6 +466,20 @@ def _headers_ok(spec: tuple[str, ...], headers: tuple[tuple[str, str], ...]) -> 
     return True
 
 
+def _requests_with_headers(
+    max_size: int,
+) -> st.SearchStrategy[list[tuple[str, str, tuple[tuple[str, str], ...]]]]:
+    """(method, path, headers) of up to `max_size` requests."""
+    return st.lists(
+        st.tuples(
+            st.sampled_from(_VALUES[:6]),
+            st.sampled_from(_VALUES[3:9]),
+            st.sampled_from(_HEADER_VALUES),
+        ),
+        max_size=max_size,
+    )
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
@@ -516,14 +491,7 @@ def _headers_ok(spec: tuple[str, ...], headers: tuple[tuple[str, str], ...]) -> 
         min_size=1,
         max_size=6,
     ),
-    st.lists(
-        st.tuples(
-            st.sampled_from(_VALUES[:6]),
-            st.sampled_from(_VALUES[3:9]),
-            st.sampled_from(_HEADER_VALUES),
-        ),
-        max_size=8,
-    ),
+    _requests_with_headers(max_size=8),
 )
 def test_rules_with_headers_agree_with_rule_by_rule(
     spec: list[tuple[str, str, tuple[str, ...]]],
@@ -568,14 +536,7 @@ _ACTION_SPECS = [
         min_size=1,
         max_size=5,
     ),
-    st.lists(
-        st.tuples(
-            st.sampled_from(_VALUES[:6]),
-            st.sampled_from(_VALUES[3:9]),
-            st.sampled_from(_HEADER_VALUES),
-        ),
-        max_size=6,
-    ),
+    _requests_with_headers(max_size=6),
 )
 def test_header_action_policies_fast_path_agrees_with_plain_evaluation(
     spec: list[tuple[str, str, tuple[str, ...], tuple[str, str | None, str | None] | None]],
@@ -625,39 +586,43 @@ def test_grpc_request_shape() -> None:
     assert ("content-type", "application/grpc") in r.headers and r.host == "inv:50051"
 
 
-def test_seed_grpc_method_policy() -> None:
-    p = policy(
-        rule(method="POST", path="/inventory.InventoryService/CheckStock"),
-        rule(method="POST", path="/inventory.InventoryService/ReserveStock"),
-    )
-    assert allowed(p, grpc_request("inventory.InventoryService", "CheckStock"))
-    assert allowed(p, grpc_request("inventory.InventoryService", "ReserveStock"))
-    assert not allowed(p, grpc_request("inventory.InventoryService", "DeleteStock"))
-    assert not allowed(p, grpc_request("inventory.Other", "CheckStock"))
+SEED_GRPC = [  # examples/seed/policies 07
+    {"method": "POST", "path": "/inventory.InventoryService/CheckStock"},
+    {"method": "POST", "path": "/inventory.InventoryService/ReserveStock"},
+]
+SEED_API = [  # 05
+    {"method": "GET", "path": "/api/v1/orders.*"},
+    {"method": "POST", "path": "/api/v1/orders"},
+    {"method": "GET", "path": "/healthz"},
+]
+SEED_CDE = [  # 12
+    {"method": "POST", "path": "/v1/payments"},
+    {"method": "GET", "path": "/v1/payments/[0-9a-f-]+"},
+]
 
 
-def test_seed_api_l7_allow() -> None:
-    p = policy(
-        rule(method="GET", path="/api/v1/orders.*"),
-        rule(method="POST", path="/api/v1/orders"),
-        rule(method="GET", path="/healthz"),
-    )
-    assert allowed(p, req("GET", "/api/v1/orders/123"))
-    assert allowed(p, req("GET", "/api/v1/orders"))
-    assert allowed(p, req("POST", "/api/v1/orders"))
-    assert not allowed(p, req("POST", "/api/v1/orders/123"))
-    assert not allowed(p, req("DELETE", "/api/v1/orders"))
-    assert not allowed(p, req("GET", "/admin"))
-    assert allowed(p, req("GET", "/healthz"))
-    assert not allowed(p, req("GET", "/healthz/x"))
-
-
-def test_seed_cde_lockdown() -> None:
-    p = policy(
-        rule(method="POST", path="/v1/payments"), rule(method="GET", path="/v1/payments/[0-9a-f-]+")
-    )
-    assert allowed(p, req("GET", "/v1/payments/ab12-cd"))
-    assert not allowed(p, req("GET", "/v1/payments/XYZ"))
-    assert not allowed(p, req("GET", "/v1/payments/AB12"))  # hex class is lower-case only
-    assert allowed(p, req("POST", "/v1/payments"))
-    assert not allowed(p, req("DELETE", "/v1/payments/ab12"))
+@pytest.mark.parametrize(
+    ("rules", "request_", "expected"),
+    [
+        pytest.param(SEED_GRPC, grpc_request("inventory.InventoryService", "CheckStock"), True, id="grpc-CheckStock"),
+        pytest.param(SEED_GRPC, grpc_request("inventory.InventoryService", "ReserveStock"), True, id="grpc-ReserveStock"),
+        pytest.param(SEED_GRPC, grpc_request("inventory.InventoryService", "DeleteStock"), False, id="grpc-DeleteStock"),
+        pytest.param(SEED_GRPC, grpc_request("inventory.Other", "CheckStock"), False, id="grpc-other-service"),
+        pytest.param(SEED_API, req("GET", "/api/v1/orders/123"), True, id="api-GET-order"),
+        pytest.param(SEED_API, req("GET", "/api/v1/orders"), True, id="api-GET-orders"),
+        pytest.param(SEED_API, req("POST", "/api/v1/orders"), True, id="api-POST-orders"),
+        pytest.param(SEED_API, req("POST", "/api/v1/orders/123"), False, id="api-POST-order"),
+        pytest.param(SEED_API, req("DELETE", "/api/v1/orders"), False, id="api-DELETE-orders"),
+        pytest.param(SEED_API, req("GET", "/admin"), False, id="api-GET-admin"),
+        pytest.param(SEED_API, req("GET", "/healthz"), True, id="api-GET-healthz"),
+        pytest.param(SEED_API, req("GET", "/healthz/x"), False, id="api-GET-healthz-subpath"),
+        pytest.param(SEED_CDE, req("GET", "/v1/payments/ab12-cd"), True, id="cde-GET-payment"),
+        pytest.param(SEED_CDE, req("GET", "/v1/payments/XYZ"), False, id="cde-GET-not-hex"),
+        # the hex class is lower-case only
+        pytest.param(SEED_CDE, req("GET", "/v1/payments/AB12"), False, id="cde-GET-upper-case-hex"),
+        pytest.param(SEED_CDE, req("POST", "/v1/payments"), True, id="cde-POST-payments"),
+        pytest.param(SEED_CDE, req("DELETE", "/v1/payments/ab12"), False, id="cde-DELETE-payment"),
+    ],
+)
+def test_seed_examples(rules: list[dict[str, str]], request_: HTTPRequest, expected: bool) -> None:
+    assert allowed(policy(*(rule(**r) for r in rules)), request_) is expected

@@ -21,7 +21,7 @@ import yaml
 from ciliary.l7.http import HTTPRequest, grpc_request
 from ciliary.policy.config import AgentConfig
 from ciliary.policy.engine import PolicyEngine
-from ciliary.verdict.decide import DNSQuery, L7Request, Verdict
+from ciliary.verdict.types import DNSQuery, L7Request, Verdict
 from ciliary.workflows.engine import build_engine
 from ciliary.workflows.trace import build_request, trace
 from engine_helpers import (
@@ -102,29 +102,20 @@ def test_deny_metadata_endpoint_blocks_shop_egress() -> None:
 
 # --- 05: HTTP method/path on order-api ---------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("method", "path", "allowed"),
-    [
-        ("GET", "/api/v1/orders/42", True),
-        ("GET", "/api/v1/orders", True),
-        ("POST", "/api/v1/orders", True),
-        ("GET", "/healthz", True),
-        # "DELETE, or the /admin path ... are rejected with HTTP 403"
-        ("DELETE", "/api/v1/orders/42", False),
-        ("GET", "/admin", False),
-        # POST is allowed on the collection only (the path regex matches the whole path)
-        ("POST", "/api/v1/orders/42", False),
-        ("PUT", "/api/v1/orders/42", False),
-        ("GET", "/healthz/live", False),
-    ],
-)
-def test_api_l7_allow(method: str, path: str, allowed: bool) -> None:
-    req = build_request(http=(method, path))
-    v = run(seed_engine(), FRONTEND, ORDER_API, TCP, 8080, req)
-    # the connection works (redirected to Envoy); the request gets 403 if not allowed
-    assert (v.verdict, v.traffic_direction) == (REDIRECTED, INGRESS)
-    assert refs(v.ingress.allowed_by) == ["CiliumNetworkPolicy shop/api-l7-allow"]
-    assert l7_of(v) == ((FORWARDED, None) if allowed else (DROPPED, 403))
+# frontend -> order-api:8080 (method, path, allowed); test_l7_request_through_the_proxy
+API_L7_REQUESTS = [
+    ("GET", "/api/v1/orders/42", True),
+    ("GET", "/api/v1/orders", True),
+    ("POST", "/api/v1/orders", True),
+    ("GET", "/healthz", True),
+    # "DELETE, or the /admin path ... are rejected with HTTP 403"
+    ("DELETE", "/api/v1/orders/42", False),
+    ("GET", "/admin", False),
+    # POST is allowed on the collection only (the path regex matches the whole path)
+    ("POST", "/api/v1/orders/42", False),
+    ("PUT", "/api/v1/orders/42", False),
+    ("GET", "/healthz/live", False),
+]
 
 
 def test_api_l7_allow_other_clients_and_ports() -> None:
@@ -141,28 +132,19 @@ def test_api_l7_allow_other_clients_and_ports() -> None:
 
 # --- 06: Kafka topics ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("src", "role", "api_key", "topics", "allowed"),
-    [
-        (ORDER_SVC, "produce", None, ["orders"], True),
-        (ORDER_SVC, "produce", None, ["payments"], False),
-        (ORDER_SVC, "produce", None, ["orders", "payments"], False),
-        (ORDER_SVC, None, "metadata", ["orders"], True),  # part of the produce role
-        (ORDER_SVC, "consume", None, ["orders"], False),  # fetch: not part of produce
-        (SETTLEMENT, "consume", None, ["orders"], True),
-        (SETTLEMENT, None, "offsetcommit", ["orders"], True),
-        (SETTLEMENT, None, "joingroup", [], True),
-        (SETTLEMENT, "consume", None, ["payments"], False),
-        (SETTLEMENT, "produce", None, ["orders"], False),
-    ],
-)
-def test_kafka_topic_policy(src: str, role: str | None, api_key: str | None, topics: list[str], allowed: bool) -> None:
-    req = build_request(kafka_role=role, kafka_api_key_name=api_key, kafka_topics=topics, kafka_api_version=1)
-    v = run(seed_engine(), src, KAFKA, TCP, 9092, req)
-    assert (v.verdict, v.traffic_direction) == (REDIRECTED, INGRESS)
-    assert refs(v.ingress.allowed_by) == ["CiliumNetworkPolicy streaming/kafka-topic-policy"]
-    # a denied request gets TOPIC_AUTHORIZATION_FAILED (29)
-    assert l7_of(v) == ((FORWARDED, None) if allowed else (DROPPED, 29))
+# -> kafka:9092 (src, role, apiKey, topics, allowed), API version 1
+KAFKA_REQUESTS = [
+    (ORDER_SVC, "produce", None, ["orders"], True),
+    (ORDER_SVC, "produce", None, ["payments"], False),
+    (ORDER_SVC, "produce", None, ["orders", "payments"], False),
+    (ORDER_SVC, None, "metadata", ["orders"], True),  # part of the produce role
+    (ORDER_SVC, "consume", None, ["orders"], False),  # fetch: not part of produce
+    (SETTLEMENT, "consume", None, ["orders"], True),
+    (SETTLEMENT, None, "offsetcommit", ["orders"], True),
+    (SETTLEMENT, None, "joingroup", [], True),
+    (SETTLEMENT, "consume", None, ["payments"], False),
+    (SETTLEMENT, "produce", None, ["orders"], False),
+]
 
 
 def test_kafka_other_clients_are_dropped() -> None:
@@ -174,15 +156,8 @@ def test_kafka_other_clients_are_dropped() -> None:
 
 # --- 07: gRPC methods ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("method", "allowed"),
-    [("CheckStock", True), ("ReserveStock", True), ("DeleteStock", False), ("CheckStockAll", False)],
-)
-def test_grpc_method_policy(method: str, allowed: bool) -> None:
-    v = run(seed_engine(), ORDER_API, INVENTORY, TCP, 50051, grpc_request("inventory.InventoryService", method))
-    assert (v.verdict, v.traffic_direction) == (REDIRECTED, INGRESS)
-    assert refs(v.ingress.allowed_by) == ["CiliumNetworkPolicy shop/grpc-method-policy"]
-    assert l7_of(v) == ((FORWARDED, None) if allowed else (DROPPED, 403))
+# order-api -> inventory:50051, inventory.InventoryService (method, allowed)
+GRPC_REQUESTS = [("CheckStock", True), ("ReserveStock", True), ("DeleteStock", False), ("CheckStockAll", False)]
 
 
 def test_grpc_other_service_and_client() -> None:
@@ -265,23 +240,16 @@ def test_pitfall_fqdn_without_dns_rule(tmp_path: Path) -> None:
 
 # --- 12: the PCI CDE lockdown ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("method", "path", "allowed"),
-    [
-        ("POST", "/v1/payments", True),
-        ("GET", "/v1/payments/3f2a-9c01", True),
-        ("GET", "/v1/payments/XYZ", False),  # [0-9a-f-]+ only
-        ("GET", "/v1/payments", False),
-        ("GET", "/v1/payments/3f2a/refunds", False),
-        ("DELETE", "/v1/payments/3f2a", False),
-        ("POST", "/v1/payments/3f2a", False),
-    ],
-)
-def test_cde_ingress_from_api_gateway(method: str, path: str, allowed: bool) -> None:
-    v = run(seed_engine(), API_GW, CARD, TCP, 8443, HTTPRequest(method, path))
-    assert (v.verdict, v.traffic_direction) == (REDIRECTED, INGRESS)
-    assert refs(v.ingress.allowed_by) == ["CiliumNetworkPolicy cde-payments/cde-lockdown"]
-    assert l7_of(v) == ((FORWARDED, None) if allowed else (DROPPED, 403))
+# api-gateway -> card-processor:8443 (method, path, allowed)
+CDE_REQUESTS = [
+    ("POST", "/v1/payments", True),
+    ("GET", "/v1/payments/3f2a-9c01", True),
+    ("GET", "/v1/payments/XYZ", False),  # [0-9a-f-]+ only
+    ("GET", "/v1/payments", False),
+    ("GET", "/v1/payments/3f2a/refunds", False),
+    ("DELETE", "/v1/payments/3f2a", False),
+    ("POST", "/v1/payments/3f2a", False),
+]
 
 
 def test_cde_ingress_from_anyone_else_is_dropped() -> None:
@@ -336,3 +304,39 @@ def test_cde_egress_to_ledger_and_nothing_else() -> None:
     assert outcome(run(e, CARD, LEDGER, TCP, 22)) == (DROPPED, POLICY_DENIED, EGRESS)
     assert outcome(run(e, CARD, PAYMENTS_API, TCP, 8080)) == (DROPPED, POLICY_DENIED, EGRESS)
     assert outcome(run(e, CARD, "8.8.8.8", TCP, 443)) == (DROPPED, POLICY_DENIED, EGRESS)
+
+
+# --- 05, 06, 07, 12: each request of the tables above through the proxy ---------------------------
+
+FWD_L7 = (FORWARDED, None)
+L7_CASES = [
+    *(pytest.param(FRONTEND, ORDER_API, 8080, build_request(http=(method, path)),
+                   "CiliumNetworkPolicy shop/api-l7-allow", FWD_L7 if ok else (DROPPED, 403),
+                   id=f"05-{method}-{path}")
+      for method, path, ok in API_L7_REQUESTS),
+    *(pytest.param(src, KAFKA, 9092,
+                   build_request(kafka_role=role, kafka_api_key_name=api_key, kafka_topics=topics, kafka_api_version=1),
+                   "CiliumNetworkPolicy streaming/kafka-topic-policy", FWD_L7 if ok else (DROPPED, 29),
+                   id=f"06-{src.split('/')[1].rsplit('-', 2)[0]}-{role or api_key}-{'+'.join(topics) or 'no-topic'}")
+      for src, role, api_key, topics, ok in KAFKA_REQUESTS),
+    *(pytest.param(ORDER_API, INVENTORY, 50051, grpc_request("inventory.InventoryService", method),
+                   "CiliumNetworkPolicy shop/grpc-method-policy", FWD_L7 if ok else (DROPPED, 403),
+                   id=f"07-{method}")
+      for method, ok in GRPC_REQUESTS),
+    *(pytest.param(API_GW, CARD, 8443, HTTPRequest(method, path),
+                   "CiliumNetworkPolicy cde-payments/cde-lockdown", FWD_L7 if ok else (DROPPED, 403),
+                   id=f"12-{method}-{path}")
+      for method, path, ok in CDE_REQUESTS),
+]
+
+
+@pytest.mark.parametrize(("src", "dst", "port", "request_", "policy", "l7"), L7_CASES)
+def test_l7_request_through_the_proxy(
+    src: str, dst: str, port: int, request_: L7Request | None, policy: str, l7: tuple[str, int | None]
+) -> None:
+    v = run(seed_engine(), src, dst, TCP, port, request_)
+    # the connection works (redirected to Envoy); the proxy forwards the request or denies it:
+    # HTTP 403, or Kafka TOPIC_AUTHORIZATION_FAILED (29)
+    assert (v.verdict, v.traffic_direction) == (REDIRECTED, INGRESS)
+    assert refs(v.ingress.allowed_by) == [policy]
+    assert l7_of(v) == l7

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -284,10 +283,8 @@ spec:
     return "---\n".join(out)
 
 
-def test_loading_2000_policies_is_fast() -> None:
-    docs = parse_text(_many_policies(2000), "many.yaml")  # YAML parsing is source.py's
-    start = time.perf_counter()
+def test_loading_2000_policies() -> None:
+    # Speed is bench/engine.py's to measure (policy_validate), not a test's.
+    docs = parse_text(_many_policies(2000), "many.yaml")
     result = load_policies(docs)
-    elapsed = time.perf_counter() - start
     assert len(result) == 2000
-    assert elapsed < 2.0, f"typing and validating 2000 policies took {elapsed:.2f}s"

@@ -1,4 +1,5 @@
-"""Process-wide settings of ciliary's command-line runs.
+"""Process-wide settings of ciliary's command-line runs: the one place that tunes the
+cyclic garbage collector.
 
 A ciliary command is a short batch process that builds many long-lived, acyclic objects
 (parsed policies, the engine, policy maps, connection tables) and streams millions of
@@ -27,6 +28,18 @@ def tune_gc_for_batch() -> None:
 
 
 @contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic collector off while a block builds many acyclic objects (parsing)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
 def streaming() -> Iterator[None]:
     """Pause the cyclic collector while flows stream through a built engine.
 
@@ -36,13 +49,10 @@ def streaming() -> Iterator[None]:
     stream adds, which is where a cycle leak would show.
     """
     gc.freeze()
-    enabled = gc.isenabled()
-    gc.disable()
     try:
-        yield
+        with gc_paused():
+            yield
     finally:
         # What survived the stream is kept on purpose (connection table, caches, report):
         # freeze it too, or the first allocation after re-enabling would rescan all of it.
         gc.freeze()
-        if enabled:
-            gc.enable()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+from ciliary.cache import BoundedCache
 from ciliary.identity.allocator import Identity, IdentityAllocator
 from ciliary.identity.labels import IPNetwork, Label, LabelSet
 from ciliary.identity.reserved import (
@@ -102,9 +103,10 @@ class IPCache:
         self._families = {4: _Family(32), 6: _Family(128)}
         self._tags: dict[IPNetwork, set[str]] = {}
         self._host = allocator.host  # the observing node's view of identity 1
-        # Address text -> its identity / entry: replay asks for the same addresses over and over.
-        self._memo: dict[str, Identity] = {}
-        self._entry_memo: dict[str, IPCacheEntry | None] = {}
+        # Address text -> its identity / entry: replay asks for the same addresses over and
+        # over. Cleared on every write.
+        self._memo: BoundedCache[str, Identity] = BoundedCache(100_000)
+        self._entry_memo: BoundedCache[str, IPCacheEntry | None] = BoundedCache(100_000)
 
     # -- writing ------------------------------------------------------------
     def upsert(self, prefix: str | IPNetwork | IPAddress, identity: Identity, priority: int) -> bool:
@@ -191,10 +193,7 @@ class IPCache:
             memo = self._entry_memo
             if ip in memo:
                 return memo[ip]
-            if len(memo) > 100_000:
-                memo.clear()
-            hit = memo[ip] = self._lookup_entry(ip)
-            return hit
+            return memo.put(ip, self._lookup_entry(ip))
         return self._lookup_entry(ip)
 
     def _lookup_entry(self, ip: str | IPAddress) -> IPCacheEntry | None:
@@ -225,9 +224,7 @@ class IPCache:
         else:
             ident = self.allocator.world(_parse_ip(ip)[0] if isinstance(ip, str) else ip.version)
         if isinstance(ip, str):
-            if len(self._memo) > 100_000:
-                self._memo.clear()
-            self._memo[ip] = ident
+            self._memo.put(ip, ident)
         return ident
 
     def entries(self) -> list[IPCacheEntry]:

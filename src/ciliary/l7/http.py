@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple, cast
 
+from ciliary.cache import BoundedCache
 from ciliary.model.cilium import HeaderMatch, PortRuleHTTP
 from ciliary.re2util import ENVOY_RE2_MAX_PROGRAM_SIZE, FullMatchSet, Matcher
 from ciliary.re2util import fullmatcher as _fullmatcher
@@ -490,7 +491,6 @@ class HTTPPolicy:
         "_allow",
         "_decide_fn",
         "_memo",
-        "_memo_size",
         "_others",
         "_pseudo_stable",
         "_set",
@@ -538,8 +538,7 @@ class HTTPPolicy:
             m.name in _PSEUDO for r in self.rules for m in r.cilium_header_matches
         )
         self._allow = tuple(HTTPDecision(True, i) for i in range(len(self.rules)))
-        self._memo: dict[HTTPRequest, HTTPDecision] = {}
-        self._memo_size = memo_size
+        self._memo: BoundedCache[HTTPRequest, HTTPDecision] = BoundedCache(memo_size)
         self._decide_fn: Callable[[HTTPRequest], HTTPDecision] = self._decide
         raw = self._set.raw_match if self._set is not None else None
         simple = not any(self.rules[i]._header_matchers for i in self._set_index)
@@ -553,13 +552,9 @@ class HTTPPolicy:
 
     def check(self, req: HTTPRequest) -> HTTPDecision:
         """The verdict for `req` (memoised)."""
-        memo = self._memo
-        d = memo.get(req)
+        d = self._memo.get(req)
         if d is None:
-            d = self._decide_fn(req)
-            if len(memo) >= self._memo_size:
-                memo.clear()  # bounded; cheaper than LRU bookkeeping on every hit
-            memo[req] = d
+            d = self._memo.put(req, self._decide_fn(req))
         return d
 
     def allows(self, req: HTTPRequest) -> bool:
@@ -656,8 +651,7 @@ def _one_call_decider(
     return decide
 
 
-_POLICY_CACHE: dict[tuple[object, ...], HTTPPolicy] = {}
-_POLICY_CACHE_SIZE = 1024
+_POLICY_CACHE: BoundedCache[tuple[object, ...], HTTPPolicy] = BoundedCache(1024)
 
 
 def http_policy(
@@ -667,8 +661,5 @@ def http_policy(
     key = (tuple(_rule_key(r) for r in rules), _secrets_key(secrets), namespace)
     policy = _POLICY_CACHE.get(key)
     if policy is None:
-        policy = HTTPPolicy(rules, secrets=secrets, namespace=namespace)
-        if len(_POLICY_CACHE) >= _POLICY_CACHE_SIZE:
-            _POLICY_CACHE.clear()
-        _POLICY_CACHE[key] = policy
+        policy = _POLICY_CACHE.put(key, HTTPPolicy(rules, secrets=secrets, namespace=namespace))
     return policy

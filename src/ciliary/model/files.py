@@ -5,8 +5,6 @@ The only file I/O of the loaders; everything after this works on `Document`s.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import os
 import pickle
@@ -15,6 +13,7 @@ from pathlib import Path
 
 from ciliary.model.errors import LoadError, ValidationIssue
 from ciliary.model.source import Document, parse_text
+from ciliary.process import gc_paused
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -52,18 +51,6 @@ def _cache_dir() -> Path | None:
     return Path(base)
 
 
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Parsing builds millions of acyclic objects; the cyclic GC only slows it down."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _parse_cached(data: bytes, text: str, name: str) -> list[Document]:
     cache = _cache_dir() if len(data) >= _MIN_CACHED_SIZE else None
     if cache is not None:
@@ -93,7 +80,7 @@ def read_documents(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[s
     """All documents of all inputs; every unreadable or malformed file is reported at once."""
     docs: list[Document] = []
     issues: list[ValidationIssue] = []
-    with _no_gc():
+    with gc_paused():  # parsing builds millions of acyclic objects
         for path in expand_paths(paths):
             name = str(path)
             try:

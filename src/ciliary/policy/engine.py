@@ -14,6 +14,7 @@ import ipaddress
 import math
 from dataclasses import dataclass
 
+from ciliary.cache import BoundedCache
 from ciliary.cluster.endpoints import ClusterIdentities, Endpoint
 from ciliary.cluster.model import Cluster, Pod
 from ciliary.identity.allocator import Identity
@@ -123,7 +124,7 @@ class PolicyEngine:
         self._fqdn_ips: dict[str, dict[str | None, set[str]]] = {}
         self._fqdn_versions: dict[tuple[str, str | None], int] = {}  # shared: FQDNCache.versions
         # (ip, observer, no time) -> (version, valid from, valid until, FQDN identity or None)
-        self._fqdn_memo: dict[tuple[str, str | None, bool], tuple[int, float, float, Identity | None]] = {}
+        self._fqdn_memo: BoundedCache[tuple[str, str | None, bool], tuple[int, float, float, Identity | None]] = BoundedCache(100_000)
         self._fqdn_identities: dict[tuple[str, frozenset[str]], Identity] = {}  # (ip, selector keys) ->
         # endpoint key -> (the endpoint, what its compiled policy depends on)
         self._policy_keys: dict[str, tuple[Endpoint, tuple[object, ...]]] = {}
@@ -265,11 +266,9 @@ class PolicyEngine:
             found, valid_until = self.fqdn_caches[key].names_until(ip, now)
             names.update(found)
             until = min(until, valid_until)
-        if len(self._fqdn_memo) > 100_000:
-            self._fqdn_memo.clear()
         keys = {k for name in names for k in self._fqdn_selectors.matching(name)}
         if not keys:
-            self._fqdn_memo[mkey] = (version, -math.inf if now is None else now, until, None)
+            self._fqdn_memo.put(mkey, (version, -math.inf if now is None else now, until, None))
             return None
         memo = (ip, frozenset(keys))
         ident = self._fqdn_identities.get(memo)
@@ -280,7 +279,7 @@ class PolicyEngine:
             )
             ident = self._fqdn_identities[memo] = self.allocator.allocate(labels)
             self.add_identity(ident)
-        self._fqdn_memo[mkey] = (version, -math.inf if now is None else now, until, ident)
+        self._fqdn_memo.put(mkey, (version, -math.inf if now is None else now, until, ident))
         return ident
 
     def add_identity(self, ident: Identity) -> None:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from ciliary.cache import BoundedCache
 from ciliary.model.cilium import L7Rules
 from ciliary.model.policy import PolicyRef
 from ciliary.policy.ports import PROTO_ANY, PortPrefix
@@ -192,7 +193,7 @@ class _PortView:
                 single = _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, e.port), e.deny), [e])
             self.scan.append((e.ids, i, wins, single))
         self._own = own
-        self.templates: dict[tuple[_RuleEntry, ...], MapEntry] = {}
+        self.templates: BoundedCache[tuple[_RuleEntry, ...], MapEntry] = BoundedCache(4096)
 
     def own(self, direction: str, identity: int, i: int) -> Lookup:
         """The peer's key that own entry i (its first in precedence) is on, with every own
@@ -211,9 +212,7 @@ class _PortView:
         sig = tuple(same)
         t = self.templates.get(sig)
         if t is None:
-            t = _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, best.port), deny), list(sig))
-            if len(self.templates) < 4096:
-                self.templates[sig] = t
+            t = self.templates.put(sig, _merge(MapEntry(PolicyKey(direction, WILDCARD_IDENTITY, best.port), deny), list(sig)))
         return _keyed(t, direction, identity)
 
 
@@ -231,9 +230,10 @@ class PolicyMap:
         self.direction = direction
         self._by_port: dict[tuple[int, int], list[_RuleEntry]] = {}  # exact (proto, port)
         self._ranges: dict[int, list[_RuleEntry]] = {}  # proto -> prefixes < 16 (proto 0: any)
-        self._cache: dict[int, Lookup] = {}
-        self._views: dict[int, _PortView] = {}  # proto << 16 | port -> its view
-        self._l7: dict[int, tuple[L7Contribution, ...]] = {}  # lookup key -> L7 contributions
+        # Memos, keyed by (identity << 24 | proto << 16 | port) or (proto << 16 | port).
+        self._cache: BoundedCache[int, Lookup] = BoundedCache(200_000)
+        self._views: BoundedCache[int, _PortView] = BoundedCache(65_536)  # a port's view
+        self._l7: BoundedCache[int, tuple[L7Contribution, ...]] = BoundedCache(200_000)
         # proto -> (segment starts, views): ports between range boundaries share a view
         self._segments: dict[int, tuple[list[int], list[_PortView | None]]] = {}
         self._count = 0
@@ -305,9 +305,7 @@ class PolicyMap:
             seg = seg_views[i] = _PortView(self.direction, out)
         exact = self._by_port.get((proto, port))
         view = _PortView(self.direction, exact + seg.covering) if exact else seg
-        if len(self._views) < 65_536:
-            self._views[pp] = view
-        return view
+        return self._views.put(pp, view)
 
     def _covering(self, proto: int, port: int) -> list[_RuleEntry]:
         return self._view(proto, port).covering
@@ -339,9 +337,7 @@ class PolicyMap:
                     else:
                         result = view.own(self.direction, identity, i)
                 break
-        if len(self._cache) < 200_000:
-            self._cache[key] = result
-        return result
+        return self._cache.put(key, result)
 
     def l7_contributions(self, identity: int, proto: int, port: int) -> tuple[L7Contribution, ...]:
         """Every allow rule covering (identity, proto, port), own and wildcard-peer (§6.3):
@@ -355,10 +351,7 @@ class PolicyMap:
         for e in self._covering(proto, port):
             if not e.deny and e.contribution is not None and e.selects(identity) and not _has(out, e.contribution):
                 out.append(e.contribution)
-        result = tuple(out)
-        if len(self._l7) < 200_000:
-            self._l7[key] = result
-        return result
+        return self._l7.put(key, tuple(out))
 
     def _all(self) -> list[_RuleEntry]:
         return [e for lst in self._by_port.values() for e in lst] + [e for lst in self._ranges.values() for e in lst]

@@ -278,6 +278,3 @@ def observe_dns_answer(
         assert src.endpoint is not None
         engine.learn_dns(src.endpoint, name, ips, ttl, now)
     return DNSObservation(name, ips, str(server), v, learned, reason)
-
-
-Flow = Connection  # TEMPORARY alias while tests move to the new name (removed before landing)
