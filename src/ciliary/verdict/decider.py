@@ -142,6 +142,16 @@ class Decider:
         self._endpoint_numbers[ep.key] = (ep, n)
         return n
 
+    def alike(self, endpoints: list[Endpoint]) -> list[list[Endpoint]]:
+        """`endpoints` grouped so that the members of a group decide alike at either end of
+        any connection: pods with one identity and one policy number (a host is seen
+        differently from each node: alone), groups in first-seen order."""
+        groups: dict[object, list[Endpoint]] = {}
+        for ep in endpoints:
+            key: object = ep.key if ep.is_host else (ep.identity.id, self.policy_number(ep))
+            groups.setdefault(key, []).append(ep)
+        return list(groups.values())
+
     def pair(self, src: FlowPeer, dst: FlowPeer) -> PeerPair:
         s, d = src.endpoint, dst.endpoint
         if s is None or d is None or s.is_host or d.is_host:

@@ -23,7 +23,7 @@ from ciliary.model.policy import PolicyRef
 from ciliary.policy.engine import DirectionPolicy, node_name
 from ciliary.policy.mapstate import MATCH_NONE, MapEntry
 from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_NAMES
-from ciliary.policy.rules import INGRESS
+from ciliary.policy.rules import INGRESS, PolicyEntry
 
 if TYPE_CHECKING:  # imported lazily at run time: only flows with a request need them
     from ciliary.l7.http import HTTPRequest
@@ -143,6 +143,16 @@ class SideVerdict(msgspec.Struct):
     def proxy_denied(self) -> bool:
         return self.l7 is not None and self.l7.verdict == DROPPED
 
+    @property
+    def rules(self) -> list[PolicyEntry]:
+        """The rules that select this side's endpoint in this direction."""
+        return self.policy.rules if self.policy is not None else []
+
+    @property
+    def default_deny_refs(self) -> list[PolicyRef]:
+        """The policies that put this direction into default deny, sorted."""
+        return sorted({r.origin.ref for r in self.rules if r.default_deny})
+
     def with_l7(self, l7: L7Verdict) -> SideVerdict:
         """This side with the proxy's verdict on one request."""
         return msgspec.structs.replace(self, l7=l7)
@@ -182,7 +192,7 @@ class SideVerdict(msgspec.Struct):
             "policies": [ref_dict(r) for r in (self.denied_by or self.allowed_by)],
             "allowed_by": [ref_dict(r) for r in self.allowed_by],
             "denied_by": [ref_dict(r) for r in self.denied_by],
-            "rules": [str(r.origin) for r in (self.policy.rules if self.policy else [])],
+            "rules": [str(r.origin) for r in self.rules],
         }
 
 

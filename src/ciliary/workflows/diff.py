@@ -15,11 +15,11 @@ from typing import Any
 
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.flows.sides import port_label, workload_of_flow_side
-from ciliary.policy.engine import PolicyEngine, policy_key
+from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import PROTO_NAMES, PROTO_NUMBERS
 from ciliary.verdict.decide import endpoint_peer
 from ciliary.verdict.decider import Decider
-from ciliary.verdict.types import DROPPED
+from ciliary.verdict.types import DROPPED, Verdict
 from ciliary.workflows.replay import ReplayReport, replay
 
 
@@ -130,13 +130,15 @@ class DiffReport:
         return "\n".join(out)
 
 
-def _policies(v: Any) -> tuple[str, ...]:
+def _policies(v: Verdict) -> tuple[str, ...]:
+    """The policies that decided `v`'s deciding side (for a drop without an allow: those
+    that made it default deny)."""
     side = v.deciding
     refs = side.denied_by or side.allowed_by
     if refs:
         return tuple(str(r) for r in refs)
-    if v.verdict == DROPPED and side.policy is not None:
-        return tuple(sorted({str(r.origin.ref) for r in side.policy.rules if r.default_deny}))
+    if v.verdict == DROPPED:
+        return tuple(sorted(str(r) for r in side.default_deny_refs))
     return ()
 
 
@@ -144,13 +146,10 @@ def diff_policies(
     old: PolicyEngine, new: PolicyEngine, flows: Iterable[str | Path] = (), *, strict: bool = False
 ) -> DiffReport:
     rep = DiffReport()
-    # One representative endpoint per compiled-policy group, named by workload.
-    groups: dict[tuple[object, ...], Endpoint] = {}
-    for ep in sorted(new.pod_endpoints, key=lambda e: e.key):
-        groups.setdefault(policy_key(ep), ep)
-    reps = list(groups.values())
-    old_by_key = {e.key: e for e in old.pod_endpoints}
     d_old, d_new = Decider(old), Decider(new)
+    # One representative endpoint per group that decides alike, named by workload.
+    reps = [g[0] for g in d_new.alike(sorted(new.pod_endpoints, key=lambda e: e.key))]
+    old_by_key = {e.key: e for e in old.pod_endpoints}
     seen: set[tuple[str, str, str]] = set()
     for s in reps:
         for d in reps:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ciliary.policy.engine import Endpoint, PolicyEngine, policy_key
+from ciliary.policy.engine import Endpoint, PolicyEngine
 from ciliary.policy.ports import PROTO_NAMES
 from ciliary.verdict.decide import endpoint_peer
 from ciliary.verdict.decider import Decider
@@ -102,16 +102,14 @@ def compute_matrix(
     engine: PolicyEngine, probes: list[Probe], endpoints: list[Endpoint] | None = None
 ) -> Matrix:
     eps = endpoints if endpoints is not None else sorted(engine.pod_endpoints, key=lambda e: e.key)
-    groups: dict[tuple[object, ...], list[Endpoint]] = {}
-    for ep in eps:
-        groups.setdefault(policy_key(ep), []).append(ep)
-    m = Matrix([e.key for e in eps], probes)
     decider = Decider(engine)
+    groups = decider.alike(eps)
+    m = Matrix([e.key for e in eps], probes)
     for probe in probes:
         table: dict[str, dict[str, Verdict]] = {e.key: {} for e in eps}
-        for src_members in groups.values():
+        for src_members in groups:
             src = endpoint_peer(src_members[0])
-            for dst_members in groups.values():
+            for dst_members in groups:
                 v = decider.decide_connection(src, endpoint_peer(dst_members[0]), probe.proto, probe.port).verdict
                 m.evaluations += 1
                 for s in src_members:

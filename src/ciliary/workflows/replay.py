@@ -327,10 +327,7 @@ class _Replayer:
         g.count += 1
         g.direction = v.traffic_direction
         g.reason = side.audited_drop_reason or ""
-        if side.denied_by:
-            g.policies.update(str(r) for r in side.denied_by)
-        elif side.policy is not None:
-            g.policies.update(str(r.origin.ref) for r in side.policy.rules if r.default_deny)
+        g.policies.update(str(r) for r in (side.denied_by or side.default_deny_refs))
 
     def count(self, rf: ReplayedFlow) -> ReplayedFlow:
         by = self.by_verdict

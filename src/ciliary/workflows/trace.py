@@ -126,7 +126,7 @@ def _side_text(v: Verdict, side: SideVerdict) -> list[str]:
     lines = [f"{what} {side.endpoint}:"]
     if side.policy is None:
         return [*lines, f"  {side.reason}"]
-    rules = side.policy.rules
+    rules = side.rules
     if rules:
         lines.append(f"  Rules selecting it ({side.direction}):")
         for r in rules:
