@@ -13,7 +13,8 @@ Three layers, as in hubble:
    flags are rejected with hubble's messages.
 3. `FlowMatcher(allow, deny)` compiles `FlowFilter`s (pkg/hubble/filters): inside one
    FlowFilter every set field must match (AND) and any value of a field may match (OR); a flow
-   passes iff it matches one allowlist filter (or there is none) and no denylist filter.
+   passes iff it matches one allowlist filter (or there is none) and no denylist filter. Each
+   field compiles by its row of `_COMPILERS` (field, cost, builder of its predicate).
 
 `FlowFilter` is also the JSON of `--allowlist/--denylist` and of the flow exporter's
 allowList/denyList (proto field names), parsed by `FlowFilter.from_json`.
@@ -309,13 +310,15 @@ class FilterFlags:
 _FLAG_FIELDS: Final = frozenset(f.name for f in fields(FilterFlags))
 
 
+_BOOLS: Final = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+
+
 def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "t", "true"):
-        return True
-    if low in ("0", "f", "false"):
-        return False
-    raise FilterError(f"invalid boolean value {text!r}")
+    """`1`, `t`, `true` or `0`, `f`, `false`, in any case."""
+    value = _BOOLS.get(text.lower())
+    if value is None:
+        raise FilterError(f"invalid boolean value {text!r}")
+    return value
 
 
 # hubble's newFlowFilter conflicts (flags of one group cannot be combined with each other).
@@ -1006,8 +1009,11 @@ def request_uri_path(url: str) -> str | None:
     return unquote(path, errors="surrogateescape")
 
 
-def _http_path_pred(patterns: Sequence[str]) -> Predicate:
-    searches = _re2_search(patterns, "http path")
+def _http_url_pred(
+    patterns: Sequence[str], what: str, to_text: Callable[[str], str | None] | None
+) -> Predicate:
+    """A pattern finds the HTTP URL, or `to_text(url)` (None: no match) when given."""
+    searches = _re2_search(patterns, what)
 
     def pred(f: JSON) -> bool:
         h = _http(f)
@@ -1016,25 +1022,10 @@ def _http_path_pred(patterns: Sequence[str]) -> Predicate:
         url = h.get("url")
         if not url or not isinstance(url, str):
             return False
-        path = request_uri_path(url)
-        if path is None:
+        text = url if to_text is None else to_text(url)
+        if text is None:
             return False
-        return any(s(path) is not None for s in searches)
-
-    return pred
-
-
-def _http_url_pred(patterns: Sequence[str]) -> Predicate:
-    searches = _re2_search(patterns, "http url")
-
-    def pred(f: JSON) -> bool:
-        h = _http(f)
-        if h is None:
-            return False
-        url = h.get("url")
-        if not url or not isinstance(url, str):
-            return False
-        return any(s(url) is not None for s in searches)
+        return any(s(text) is not None for s in searches)
 
     return pred
 
@@ -1070,12 +1061,13 @@ def _dns_query_pred(patterns: Sequence[str]) -> Predicate:
     return pred
 
 
-def _identity_pred(ids: Sequence[int], member: str) -> Predicate:
-    allowed = frozenset(ids)
+def _endpoint_key_pred(values: Sequence[Any], member: str, key: str, default: Any) -> Predicate:
+    """`f[member][key]` (default when absent) is one of values; False without the member."""
+    allowed = frozenset(values)
 
     def pred(f: JSON) -> bool:
         ep = f.get(member)
-        return type(ep) is dict and ep.get("identity", 0) in allowed
+        return type(ep) is dict and ep.get(key, default) in allowed
 
     return pred
 
@@ -1102,13 +1094,7 @@ def _workload_pred(workloads: Sequence[JSON], member: str) -> Predicate:
 def _cluster_pred(names: Sequence[str], member: str) -> Predicate:
     if "" in names:
         raise FilterError("invalid filter, name must not be empty")
-    allowed = frozenset(names)
-
-    def pred(f: JSON) -> bool:
-        ep = f.get(member)
-        return type(ep) is dict and ep.get("cluster_name", "") in allowed
-
-    return pred
+    return _endpoint_key_pred(names, member, "cluster_name", "")
 
 
 def _tcp_flags_pred(flag_sets: Sequence[JSON]) -> Predicate:
@@ -1198,223 +1184,114 @@ def _uuid_pred(values: Sequence[str]) -> Predicate:
     return lambda f: f.get("uuid", "") in allowed
 
 
-def compile_flow_filter(ff: FlowFilter) -> list[_Pred]:
-    """The predicates of one FlowFilter (all must hold). Raises FilterError like hubble."""
-    preds: list[_Pred] = []
+# How each FlowFilter field compiles: (field, cost, build), build making the predicate from the
+# field's values. Cheaper predicates run first (ties keep this order, as do FilterErrors when
+# several fields are invalid); sides share a builder with the flow member as a parameter.
+_COMPILERS: Final[tuple[tuple[str, int, Callable[[Any], Predicate]], ...]] = (
+    ("uuid", 1, _uuid_pred),
+    ("event_type", 1, _event_type_pred),
+    ("verdict", 1, lambda v: _enum_pred("verdict", "VERDICT_UNKNOWN", v)),
+    ("drop_reason_desc", 1, lambda v: _enum_pred("drop_reason_desc", "DROP_REASON_UNKNOWN", v)),
+    (
+        "traffic_direction",
+        1,
+        lambda v: _enum_pred("traffic_direction", "TRAFFIC_DIRECTION_UNKNOWN", v),
+    ),
+    ("reply", 1, _reply_pred),
+    ("source_identity", 2, lambda v: _endpoint_key_pred(v, "source", "identity", 0)),
+    ("destination_identity", 2, lambda v: _endpoint_key_pred(v, "destination", "identity", 0)),
+    ("protocol", 2, _protocol_pred),
+    ("source_ip", 3, lambda v: _ip_pred(v, "source")),
+    ("source_ip_xlated", 3, lambda v: _ip_pred(v, "source_xlated")),
+    ("destination_ip", 3, lambda v: _ip_pred(v, "destination")),
+    ("source_pod", 2, lambda v: _namespaced_pred(v, "source", "pod_name")),
+    ("destination_pod", 2, lambda v: _namespaced_pred(v, "destination", "pod_name")),
+    ("source_workload", 3, lambda v: _workload_pred(v, "source")),
+    ("destination_workload", 3, lambda v: _workload_pred(v, "destination")),
+    ("source_service", 2, lambda v: _namespaced_pred(v, "source_service", "name")),
+    ("destination_service", 2, lambda v: _namespaced_pred(v, "destination_service", "name")),
+    ("source_fqdn", 4, lambda v: _fqdn_pred(v, "source_names")),
+    ("destination_fqdn", 4, lambda v: _fqdn_pred(v, "destination_names")),
+    ("source_label", 6, lambda v: _label_pred(v, _endpoint_labels("source"))),
+    ("destination_label", 6, lambda v: _label_pred(v, _endpoint_labels("destination"))),
+    ("node_labels", 6, lambda v: _label_pred(v, lambda f: f.get("node_labels"))),
+    ("source_port", 2, lambda v: _port_pred(v, "source_port")),
+    ("destination_port", 2, lambda v: _port_pred(v, "destination_port")),
+    ("http_status_code", 3, _http_status_pred),
+    ("http_method", 3, _http_method_pred),
+    ("http_path", 6, lambda v: _http_url_pred(v, "http path", request_uri_path)),
+    ("http_url", 6, lambda v: _http_url_pred(v, "http url", None)),
+    ("http_header", 3, _http_header_pred),
+    ("dns_query", 6, _dns_query_pred),
+    ("tcp_flags", 2, _tcp_flags_pred),
+    ("node_name", 4, _node_name_pred),
+    ("ip_version", 1, lambda v: _sub_enum_pred("IP", "ipVersion", "IP_NOT_USED", v)),
+    ("trace_id", 2, _trace_id_pred),
+    ("encrypted", 1, _encrypted_pred),
+    ("interface", 2, _interface_pred),
+    ("ip_trace_id", 2, _ip_trace_id_pred),
+    ("source_cluster_name", 2, lambda v: _cluster_pred(v, "source")),
+    ("destination_cluster_name", 2, lambda v: _cluster_pred(v, "destination")),
+)
+# Every field but the rejected cel_expression has a row: a new field cannot be ignored silently.
+assert {name for name, _, _ in _COMPILERS} == {f.name for f in fields(FlowFilter)} - {
+    "cel_expression"
+}
 
-    def add(cost: int, name: str, values: Any, fn: Predicate) -> None:
-        preds.append(_Pred(cost, (name, _freeze(values)), fn))
+_HTTP_FIELDS: Final = ("http_status_code", "http_method", "http_path", "http_url", "http_header")
 
+
+def _check_supported(ff: FlowFilter) -> None:
+    """hubble's checks of a whole FlowFilter, before any field is compiled."""
     if ff.cel_expression:
         raise FilterError("--cel-expression filters are not supported")
-    http_fields = (
-        ff.http_status_code or ff.http_method or ff.http_path or ff.http_url or ff.http_header
-    )
     if (
-        http_fields
+        any(getattr(ff, name) for name in _HTTP_FIELDS)
         and ff.event_type
         and not any(int(t.get("type", 0) or 0) == MESSAGE_TYPE_ACCESS_LOG for t in ff.event_type)
     ):
         raise FilterError(
             "filtering by http fields requires the event type filter to only match 'l7' events"
         )
-    if ff.uuid:
-        add(1, "uuid", ff.uuid, _uuid_pred(ff.uuid))
-    if ff.event_type:
-        add(1, "event_type", ff.event_type, _event_type_pred(ff.event_type))
-    if ff.verdict:
-        add(1, "verdict", ff.verdict, _enum_pred("verdict", "VERDICT_UNKNOWN", ff.verdict))
-    if ff.drop_reason_desc:
-        add(
-            1,
-            "drop_reason_desc",
-            ff.drop_reason_desc,
-            _enum_pred("drop_reason_desc", "DROP_REASON_UNKNOWN", ff.drop_reason_desc),
-        )
-    if ff.traffic_direction:
-        add(
-            1,
-            "traffic_direction",
-            ff.traffic_direction,
-            _enum_pred("traffic_direction", "TRAFFIC_DIRECTION_UNKNOWN", ff.traffic_direction),
-        )
-    if ff.reply:
-        add(1, "reply", ff.reply, _reply_pred(ff.reply))
-    if ff.source_identity:
-        add(2, "source_identity", ff.source_identity, _identity_pred(ff.source_identity, "source"))
-    if ff.destination_identity:
-        add(
-            2,
-            "destination_identity",
-            ff.destination_identity,
-            _identity_pred(ff.destination_identity, "destination"),
-        )
-    if ff.protocol:
-        add(2, "protocol", ff.protocol, _protocol_pred(ff.protocol))
-    if ff.source_ip:
-        add(3, "source_ip", ff.source_ip, _ip_pred(ff.source_ip, "source"))
-    if ff.source_ip_xlated:
-        add(
-            3,
-            "source_ip_xlated",
-            ff.source_ip_xlated,
-            _ip_pred(ff.source_ip_xlated, "source_xlated"),
-        )
-    if ff.destination_ip:
-        add(3, "destination_ip", ff.destination_ip, _ip_pred(ff.destination_ip, "destination"))
-    if ff.source_pod:
-        add(2, "source_pod", ff.source_pod, _namespaced_pred(ff.source_pod, "source", "pod_name"))
-    if ff.destination_pod:
-        add(
-            2,
-            "destination_pod",
-            ff.destination_pod,
-            _namespaced_pred(ff.destination_pod, "destination", "pod_name"),
-        )
-    if ff.source_workload:
-        add(3, "source_workload", ff.source_workload, _workload_pred(ff.source_workload, "source"))
-    if ff.destination_workload:
-        add(
-            3,
-            "destination_workload",
-            ff.destination_workload,
-            _workload_pred(ff.destination_workload, "destination"),
-        )
-    if ff.source_service:
-        add(
-            2,
-            "source_service",
-            ff.source_service,
-            _namespaced_pred(ff.source_service, "source_service", "name"),
-        )
-    if ff.destination_service:
-        add(
-            2,
-            "destination_service",
-            ff.destination_service,
-            _namespaced_pred(ff.destination_service, "destination_service", "name"),
-        )
-    if ff.source_fqdn:
-        add(4, "source_fqdn", ff.source_fqdn, _fqdn_pred(ff.source_fqdn, "source_names"))
-    if ff.destination_fqdn:
-        add(
-            4,
-            "destination_fqdn",
-            ff.destination_fqdn,
-            _fqdn_pred(ff.destination_fqdn, "destination_names"),
-        )
-    if ff.source_label:
-        add(
-            6,
-            "source_label",
-            ff.source_label,
-            _label_pred(ff.source_label, _endpoint_labels("source")),
-        )
-    if ff.destination_label:
-        add(
-            6,
-            "destination_label",
-            ff.destination_label,
-            _label_pred(ff.destination_label, _endpoint_labels("destination")),
-        )
-    if ff.node_labels:
-        add(
-            6,
-            "node_labels",
-            ff.node_labels,
-            _label_pred(ff.node_labels, lambda f: f.get("node_labels")),
-        )
-    if ff.source_port:
-        add(2, "source_port", ff.source_port, _port_pred(ff.source_port, "source_port"))
-    if ff.destination_port:
-        add(
-            2,
-            "destination_port",
-            ff.destination_port,
-            _port_pred(ff.destination_port, "destination_port"),
-        )
-    if ff.http_status_code:
-        add(3, "http_status_code", ff.http_status_code, _http_status_pred(ff.http_status_code))
-    if ff.http_method:
-        add(3, "http_method", ff.http_method, _http_method_pred(ff.http_method))
-    if ff.http_path:
-        add(6, "http_path", ff.http_path, _http_path_pred(ff.http_path))
-    if ff.http_url:
-        add(6, "http_url", ff.http_url, _http_url_pred(ff.http_url))
-    if ff.http_header:
-        add(3, "http_header", ff.http_header, _http_header_pred(ff.http_header))
-    if ff.dns_query:
-        add(6, "dns_query", ff.dns_query, _dns_query_pred(ff.dns_query))
-    if ff.tcp_flags:
-        add(2, "tcp_flags", ff.tcp_flags, _tcp_flags_pred(ff.tcp_flags))
-    if ff.node_name:
-        add(4, "node_name", ff.node_name, _node_name_pred(ff.node_name))
-    if ff.ip_version:
-        add(
-            1,
-            "ip_version",
-            ff.ip_version,
-            _sub_enum_pred("IP", "ipVersion", "IP_NOT_USED", ff.ip_version),
-        )
-    if ff.trace_id:
-        add(2, "trace_id", ff.trace_id, _trace_id_pred(ff.trace_id))
-    if ff.encrypted:
-        add(1, "encrypted", ff.encrypted, _encrypted_pred(ff.encrypted))
-    if ff.interface:
-        add(2, "interface", ff.interface, _interface_pred(ff.interface))
-    if ff.ip_trace_id:
-        add(2, "ip_trace_id", ff.ip_trace_id, _ip_trace_id_pred(ff.ip_trace_id))
-    if ff.source_cluster_name:
-        add(
-            2,
-            "source_cluster_name",
-            ff.source_cluster_name,
-            _cluster_pred(ff.source_cluster_name, "source"),
-        )
-    if ff.destination_cluster_name:
-        add(
-            2,
-            "destination_cluster_name",
-            ff.destination_cluster_name,
-            _cluster_pred(ff.destination_cluster_name, "destination"),
-        )
+
+
+def compile_flow_filter(ff: FlowFilter) -> list[_Pred]:
+    """The predicates of one FlowFilter (all must hold). Raises FilterError like hubble."""
+    _check_supported(ff)
+    preds = [
+        _Pred(cost, (name, _freeze(values)), build(values))
+        for name, cost, build in _COMPILERS
+        if (values := getattr(ff, name))
+    ]
     preds.sort(key=lambda p: p.cost)
     return preds
 
 
-def _all(fns: Sequence[Predicate]) -> Predicate:
+def _join(fns: Sequence[Predicate], every: bool) -> Predicate:
+    """AND (`every`) or OR of predicates; up to three are unrolled, as the hot path calls the
+    result once per flow."""
     if not fns:
-        return lambda f: True
+        return lambda f: every
     if len(fns) == 1:
         return fns[0]
     if len(fns) == 2:
         a, b = fns
-        return lambda f: a(f) and b(f)
+        return (lambda f: a(f) and b(f)) if every else (lambda f: a(f) or b(f))
     if len(fns) == 3:
         a, b, c = fns
-        return lambda f: a(f) and b(f) and c(f)
+        return (lambda f: a(f) and b(f) and c(f)) if every else (lambda f: a(f) or b(f) or c(f))
     tup = tuple(fns)
+    if every:
+        return lambda f: all(p(f) for p in tup)
+    return lambda f: any(p(f) for p in tup)
 
-    def all_(f: JSON) -> bool:
-        return all(p(f) for p in tup)
 
-    return all_
+def _all(fns: Sequence[Predicate]) -> Predicate:
+    return _join(fns, every=True)
 
 
 def _any(fns: Sequence[Predicate]) -> Predicate:
-    if not fns:
-        return lambda f: False
-    if len(fns) == 1:
-        return fns[0]
-    if len(fns) == 2:
-        a, b = fns
-        return lambda f: a(f) or b(f)
-    tup = tuple(fns)
-
-    def any_(f: JSON) -> bool:
-        return any(p(f) for p in tup)
-
-    return any_
+    return _join(fns, every=False)
 
 
 def _match_one(compiled: list[list[_Pred]]) -> Predicate:
