@@ -26,7 +26,7 @@ Contracts:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -42,8 +42,11 @@ from ciliary.verdict.decide import (
     dns_answer_learned,
     seen_identities,
 )
-from ciliary.verdict.l7check import L7Matchers, http_rules_read_headers
+from ciliary.verdict.l7check import L7Matchers, http_rules_read_headers, l7_kind
 from ciliary.verdict.types import DROPPED, Connection, DNSQuery, FlowPeer, L7Request, Verdict
+
+if TYPE_CHECKING:
+    from ciliary.l7.http import HTTPRequest
 
 NOT_AN_ENDPOINT = -1  # the policy number of a peer that is not a managed endpoint
 
@@ -71,12 +74,7 @@ class PeerPair(msgspec.Struct, frozen=True, gc=False):
     src: FlowPeer
     dst: FlowPeer
     fixed: tuple[int, int, int, int] | None  # (src_policy, dst_identity, dst_policy, src_identity)
-
-    @property
-    def decidable(self) -> bool:
-        """Both ends are an endpoint or an address (an unparsable address is neither)."""
-        return (self.src.endpoint is not None or self.src.ip is not None) and (
-            self.dst.endpoint is not None or self.dst.ip is not None)
+    decidable: bool  # both ends are an endpoint or an address (an unparsable address is neither)
 
 
 class Decision(msgspec.Struct):
@@ -155,8 +153,9 @@ class Decider:
     def pair(self, src: FlowPeer, dst: FlowPeer) -> PeerPair:
         s, d = src.endpoint, dst.endpoint
         if s is None or d is None or s.is_host or d.is_host:
-            return PeerPair(src, dst, None)
-        return PeerPair(src, dst, (self.policy_number(s), d.identity.id, self.policy_number(d), s.identity.id))
+            decidable = (s is not None or src.ip is not None) and (d is not None or dst.ip is not None)
+            return PeerPair(src, dst, None, decidable)
+        return PeerPair(src, dst, (self.policy_number(s), d.identity.id, self.policy_number(d), s.identity.id), True)
 
     def time_matters(self, pair: PeerPair) -> bool:
         """Whether `now` can change this pair's decisions: an end is an address (or a host)
@@ -219,10 +218,9 @@ class Decider:
             return None
         if type(request) is DNSQuery:
             return (connection.key, "dns", request.qname)
-        from ciliary.l7.http import HTTPRequest
-
-        if type(request) is HTTPRequest and not self._reads_headers(connection):
-            return (connection.key, "http", request.method, request.path, request.host)
+        if l7_kind(request) == "http" and not self._reads_headers(connection):
+            http = cast("HTTPRequest", request)
+            return (connection.key, "http", http.method, http.path, http.host)
         return None
 
     def _reads_headers(self, d: Decision) -> bool:

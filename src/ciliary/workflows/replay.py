@@ -23,7 +23,7 @@ import msgspec
 
 from ciliary.cache import BoundedCache
 from ciliary.flows.codec import OnBadLine, ReadStats, go_json
-from ciliary.flows.head import FlowHead, FlowLine, Layer4Head, flow_seconds, read_flow_lines
+from ciliary.flows.head import FlowHead, FlowLine, Layer4Head, flow_seconds, map_flow_lines
 from ciliary.flows.sides import (
     FlowPeers,
     l7_request,
@@ -176,7 +176,7 @@ def replay(
 
     def read(src: str | Path) -> Iterator[ReplayedFlow]:
         state.file = str(src)  # set as the chain reaches this source
-        return map(state.one, read_flow_lines(src, rep.stats, fast=fast, strict=strict, on_bad=on_bad))
+        return map_flow_lines(state.one, src, rep.stats, fast=fast, strict=strict, on_bad=on_bad)
 
     return itertools.chain.from_iterable(read(src) for src in sources)
 
