@@ -11,7 +11,9 @@ from enum import IntEnum
 from typing import Final
 
 
-class Verdict(IntEnum):
+class FlowVerdict(IntEnum):
+    """Hubble's flow.Verdict enum (the number a flow's `verdict` stands for)."""
+
     VERDICT_UNKNOWN = 0
     FORWARDED = 1
     DROPPED = 2

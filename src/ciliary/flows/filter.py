@@ -41,9 +41,9 @@ from ciliary.flows.enums import (
     RESERVED_IDENTITY_IDS,
     TRACE_POINT_NAMES,
     DropReason,
+    FlowVerdict,
     IPVersion,
     TrafficDirection,
-    Verdict,
 )
 from ciliary.flows.labelsel import SelectorError, compile_selector, parse_labels
 
@@ -180,7 +180,7 @@ class FlowFilter:
 
 
 _ENUM_FIELDS: Final[dict[str, type[Any]]] = {
-    "verdict": Verdict,
+    "verdict": FlowVerdict,
     "traffic_direction": TrafficDirection,
     "drop_reason_desc": DropReason,
     "ip_version": IPVersion,
@@ -540,7 +540,7 @@ def build_flow_filters(flags: FilterFlags) -> list[FlowFilter]:
             raise FilterError(f"invalid --ip-trace-id value: {v!r}")
         both("ip_trace_id", [int(v)])
     for v in f.verdict:
-        if v not in Verdict.__members__:
+        if v not in FlowVerdict.__members__:
             raise FilterError(f"invalid --verdict value: {v}")
         both("verdict", [v])
     for v in f.drop_reason_desc:

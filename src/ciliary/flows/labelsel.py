@@ -160,7 +160,7 @@ LabelsMatcher = Callable[[Sequence[ParsedLabel]], bool]
 
 
 @dataclass(frozen=True, slots=True)
-class Requirement:
+class LabelRequirement:
     key: str  # source.key form, as the k8s selector holds it
     op: str  # in notin exists !exists gt lt
     values: frozenset[str]
@@ -204,7 +204,7 @@ class Requirement:
         return cmp
 
 
-def parse_selector(selector: str) -> list[Requirement]:
+def parse_selector(selector: str) -> list[LabelRequirement]:
     """Parse a hubble label selector into Kubernetes requirements (ANDed)."""
     text = translate_selector(selector)
     tokens: list[tuple[str, str]] = []  # (kind, text): kind "op" or "id"
@@ -217,7 +217,7 @@ def parse_selector(selector: str) -> list[Requirement]:
             raise SelectorError(f"unable to parse selector {selector!r}")
         tokens.append(("op", m[1]) if m[1] else ("id", m[2]))
         pos = m.end()
-    reqs: list[Requirement] = []
+    reqs: list[LabelRequirement] = []
     i = 0
 
     def expect_id(what: str) -> str:
@@ -234,9 +234,9 @@ def parse_selector(selector: str) -> list[Requirement]:
         key = expect_id("a key")
         _validate_key(key)
         if negate:
-            reqs.append(Requirement(key, "!exists", frozenset()))
+            reqs.append(LabelRequirement(key, "!exists", frozenset()))
         elif i >= len(tokens) or tokens[i] == ("op", ","):
-            reqs.append(Requirement(key, "exists", frozenset()))
+            reqs.append(LabelRequirement(key, "exists", frozenset()))
         else:
             kind, tok = tokens[i]
             i += 1
@@ -246,7 +246,7 @@ def parse_selector(selector: str) -> list[Requirement]:
                     value = tokens[i][1]
                     i += 1
                 _validate_value(value)
-                reqs.append(Requirement(key, "notin" if tok == "!=" else "in", frozenset([value])))
+                reqs.append(LabelRequirement(key, "notin" if tok == "!=" else "in", frozenset([value])))
             elif kind == "op" and tok in ("<", ">"):
                 value = expect_id("a number")
                 try:
@@ -255,7 +255,7 @@ def parse_selector(selector: str) -> list[Requirement]:
                     raise SelectorError(
                         f"unable to parse selector {selector!r}: {value!r} is not an integer"
                     ) from None
-                reqs.append(Requirement(key, "gt" if tok == ">" else "lt", frozenset([value])))
+                reqs.append(LabelRequirement(key, "gt" if tok == ">" else "lt", frozenset([value])))
             elif kind == "id" and tok in ("in", "notin"):
                 if i >= len(tokens) or tokens[i] != ("op", "("):
                     raise SelectorError(f"unable to parse selector {selector!r}: expected '('")
@@ -281,7 +281,7 @@ def parse_selector(selector: str) -> list[Requirement]:
                     )
                 for v in values:
                     _validate_value(v)
-                reqs.append(Requirement(key, tok, frozenset(values)))
+                reqs.append(LabelRequirement(key, tok, frozenset(values)))
             else:
                 raise SelectorError(f"unable to parse selector {selector!r}: unexpected {tok!r}")
         if i < len(tokens):

@@ -35,13 +35,13 @@ from ciliary.flows.enums import (
     DebugCapturePoint,
     DropReason,
     FlowType,
+    FlowVerdict,
     IPVersion,
     L7FlowType,
     SocketTranslationPoint,
     TraceObservationPoint,
     TraceReason,
     TrafficDirection,
-    Verdict,
 )
 from ciliary.flows.gotime import NS, parse_rfc3339_ns
 
@@ -59,10 +59,10 @@ __all__ = [
     "Aggregate",
     "CiliumEventType",
     "Emitter",
-    "Endpoint",
     "Ethernet",
     "FileInfo",
     "Flow",
+    "FlowEndpoint",
     "HTTPHeader",
     "ICMPv4",
     "ICMPv6",
@@ -264,7 +264,10 @@ class Workload(Message):
     kind = str_field("kind")
 
 
-class Endpoint(Message):
+class FlowEndpoint(Message):
+    """Hubble's flow.Endpoint: one side of a flow as Hubble recorded it (not a managed
+    `ciliary.cluster.endpoints.Endpoint`)."""
+
     __slots__ = ()
 
     ID = int_field("ID")
@@ -507,15 +510,15 @@ class Flow:
 
     uuid = str_field("uuid")
     emitter = msg_field("emitter", Emitter)
-    verdict = enum_field("verdict", Verdict)
+    verdict = enum_field("verdict", FlowVerdict)
     drop_reason = int_field("drop_reason")
     auth_type = enum_field("auth_type", AuthType)
     ethernet = msg_field("ethernet", Ethernet)
     ip = msg_field("IP", IP, "The `IP` field.")
     l4 = msg_field("l4", Layer4)
     tunnel = msg_field("tunnel", Tunnel)
-    source = msg_field("source", Endpoint)
-    destination = msg_field("destination", Endpoint)
+    source = msg_field("source", FlowEndpoint)
+    destination = msg_field("destination", FlowEndpoint)
     type = enum_field(
         "Type", FlowType, "The `Type` field: `L3_L4`, `L7`, `SOCK` or `UNKNOWN_TYPE`."
     )

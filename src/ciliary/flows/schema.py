@@ -27,6 +27,7 @@ from ciliary.flows.enums import (
     DebugCapturePoint,
     DropReason,
     FlowType,
+    FlowVerdict,
     IPVersion,
     L7FlowType,
     LostEventSource,
@@ -34,7 +35,6 @@ from ciliary.flows.enums import (
     TraceObservationPoint,
     TraceReason,
     TrafficDirection,
-    Verdict,
 )
 
 # Field kinds.
@@ -71,7 +71,7 @@ MESSAGES: Final[dict[str, dict[str, FieldSpec]]] = {
         "time": TS,
         "uuid": STR,
         "emitter": _msg("Emitter"),
-        "verdict": _enum(Verdict),
+        "verdict": _enum(FlowVerdict),
         "drop_reason": U32,
         "auth_type": _enum(AuthType),
         "ethernet": _msg("Ethernet"),
