@@ -17,7 +17,7 @@ from ciliary.flows.filter import (
     parse_event_type,
     request_uri_path,
 )
-from ciliary.flows.labelsel import SelectorError, compile_selector, parse_labels
+from ciliary.flows.labelsel import LabelSelectorError, compile_selector, parse_labels
 from ciliary.flows.model import Flow
 from ciliary.workflows.observe import parse_observe_args, raw_filters
 
@@ -378,7 +378,7 @@ def test_label_selectors() -> None:
     assert compile_selector("")(labels)
     assert compile_selector("prio>3")(parse_labels(["k8s:prio=5"]))
     assert not compile_selector("prio<3")(parse_labels(["k8s:prio=5"]))
-    with pytest.raises(SelectorError):
+    with pytest.raises(LabelSelectorError):
         compile_selector("app in (a")
 
 

@@ -45,7 +45,7 @@ from ciliary.flows.enums import (
     IPVersion,
     TrafficDirection,
 )
-from ciliary.flows.labelsel import SelectorError, compile_selector, parse_labels
+from ciliary.flows.labelsel import LabelSelectorError, compile_selector, parse_labels
 
 JSON = dict[str, Any]
 Predicate = Callable[[JSON], bool]
@@ -794,7 +794,7 @@ def _node_name_pred(patterns: Sequence[str]) -> Predicate:
 def _label_pred(selectors: Sequence[str], getter: Callable[[JSON], Any]) -> Predicate:
     try:
         matchers = [compile_selector(s) for s in selectors]
-    except SelectorError as exc:
+    except LabelSelectorError as exc:
         raise FilterError(str(exc)) from None
 
     def pred(f: JSON) -> bool:

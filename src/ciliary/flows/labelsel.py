@@ -29,7 +29,7 @@ IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 ParsedLabel = tuple[str, str, str]
 
 
-class SelectorError(ValueError):
+class LabelSelectorError(ValueError):
     pass
 
 
@@ -109,14 +109,14 @@ _VALUE_RE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 def _validate_key(key: str) -> None:
     prefix, sep, name = key.rpartition("/")
     if sep and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN_RE.match(prefix)):
-        raise SelectorError(f"invalid label key {key!r}: bad prefix")
+        raise LabelSelectorError(f"invalid label key {key!r}: bad prefix")
     if not name or len(name) > 63 or not _KEY_NAME_RE.match(name):
-        raise SelectorError(f"invalid label key {key!r}")
+        raise LabelSelectorError(f"invalid label key {key!r}")
 
 
 def _validate_value(value: str) -> None:
     if len(value) > 63 or not _VALUE_RE.match(value):
-        raise SelectorError(f"invalid label value {value!r}")
+        raise LabelSelectorError(f"invalid label value {value!r}")
 
 
 def translate_selector(selector: str) -> str:
@@ -214,7 +214,7 @@ def parse_selector(selector: str) -> list[LabelRequirement]:
             break
         m = _TOKEN_RE.match(text, pos)
         if m is None or m.end() == pos:
-            raise SelectorError(f"unable to parse selector {selector!r}")
+            raise LabelSelectorError(f"unable to parse selector {selector!r}")
         tokens.append(("op", m[1]) if m[1] else ("id", m[2]))
         pos = m.end()
     reqs: list[LabelRequirement] = []
@@ -223,7 +223,7 @@ def parse_selector(selector: str) -> list[LabelRequirement]:
     def expect_id(what: str) -> str:
         nonlocal i
         if i >= len(tokens) or tokens[i][0] != "id":
-            raise SelectorError(f"unable to parse selector {selector!r}: expected {what}")
+            raise LabelSelectorError(f"unable to parse selector {selector!r}: expected {what}")
         i += 1
         return tokens[i - 1][1]
 
@@ -252,13 +252,13 @@ def parse_selector(selector: str) -> list[LabelRequirement]:
                 try:
                     int(value)
                 except ValueError:
-                    raise SelectorError(
+                    raise LabelSelectorError(
                         f"unable to parse selector {selector!r}: {value!r} is not an integer"
                     ) from None
                 reqs.append(LabelRequirement(key, "gt" if tok == ">" else "lt", frozenset([value])))
             elif kind == "id" and tok in ("in", "notin"):
                 if i >= len(tokens) or tokens[i] != ("op", "("):
-                    raise SelectorError(f"unable to parse selector {selector!r}: expected '('")
+                    raise LabelSelectorError(f"unable to parse selector {selector!r}: expected '('")
                 i += 1
                 values: list[str] = []
                 while True:
@@ -273,9 +273,9 @@ def parse_selector(selector: str) -> list[LabelRequirement]:
                     if i < len(tokens) and tokens[i] == ("op", ")"):
                         i += 1
                         break
-                    raise SelectorError(f"unable to parse selector {selector!r}: expected ')'")
+                    raise LabelSelectorError(f"unable to parse selector {selector!r}: expected ')'")
                 if values == [""]:
-                    raise SelectorError(
+                    raise LabelSelectorError(
                         f"invalid selector {selector!r}: for 'in', 'notin' operators, "
                         "values set can't be empty"
                     )
@@ -283,13 +283,13 @@ def parse_selector(selector: str) -> list[LabelRequirement]:
                     _validate_value(v)
                 reqs.append(LabelRequirement(key, tok, frozenset(values)))
             else:
-                raise SelectorError(f"unable to parse selector {selector!r}: unexpected {tok!r}")
+                raise LabelSelectorError(f"unable to parse selector {selector!r}: unexpected {tok!r}")
         if i < len(tokens):
             if tokens[i] != ("op", ","):
-                raise SelectorError(f"unable to parse selector {selector!r}: expected ','")
+                raise LabelSelectorError(f"unable to parse selector {selector!r}: expected ','")
             i += 1
             if i >= len(tokens):
-                raise SelectorError(f"unable to parse selector {selector!r}: trailing ','")
+                raise LabelSelectorError(f"unable to parse selector {selector!r}: trailing ','")
     return reqs
 
 

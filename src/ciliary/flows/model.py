@@ -63,6 +63,7 @@ __all__ = [
     "FileInfo",
     "Flow",
     "FlowEndpoint",
+    "FlowService",
     "HTTPHeader",
     "ICMPv4",
     "ICMPv6",
@@ -72,7 +73,6 @@ __all__ = [
     "Layer7",
     "NetworkInterface",
     "Policy",
-    "Service",
     "TCPFlags",
     "TraceContext",
     "Tunnel",
@@ -345,7 +345,7 @@ class CiliumEventType(Message):
     sub_type = int_field("sub_type")
 
 
-class Service(Message):
+class FlowService(Message):
     __slots__ = ()
 
     name = str_field("name")
@@ -529,8 +529,8 @@ class Flow:
     l7 = msg_field("l7", Layer7)
     reply = bool_field("reply", "Deprecated `reply` (use `is_reply`).")
     event_type = msg_field("event_type", CiliumEventType)
-    source_service = msg_field("source_service", Service)
-    destination_service = msg_field("destination_service", Service)
+    source_service = msg_field("source_service", FlowService)
+    destination_service = msg_field("destination_service", FlowService)
     traffic_direction = enum_field("traffic_direction", TrafficDirection)
     policy_match_type = int_field("policy_match_type")
     trace_observation_point = enum_field("trace_observation_point", TraceObservationPoint)
