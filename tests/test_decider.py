@@ -123,7 +123,7 @@ def test_a_request_that_changes_nothing_at_l3_l4_shares_its_connections_fields()
     c = decider.decide_connection(resolve_peer(e, "app/client"), resolve_peer(e, "app/server"), 6, 8080)
     for req in (GET_PUBLIC, GET_PRIVATE):  # allowed and denied by the proxy alike
         r = decider.decide_request(c, req)
-        assert r.connection is c and r.hubble_fields() is c.hubble_fields()
+        assert r.fields_of is c and r.hubble_fields() is c.hubble_fields()
 
 
 def test_deciding_writes_nothing_to_the_engine() -> None:

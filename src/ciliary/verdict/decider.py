@@ -83,23 +83,24 @@ class Decision(msgspec.Struct):
     key: DecisionKey | None  # None: decided on its own (an end with neither endpoint nor address)
     verdict: Verdict
     predicted: str  # the flow's verdict: DROPPED when a proxy denied the request
-    # A request decision whose L3/L4 outcome (verdict, drop reason, direction, match type,
-    # allowing and denying policies) is its connection's: it shares the connection's fields.
-    connection: Decision | None = None
+    # For a request decision whose L3/L4 outcome (verdict, drop reason, direction, match
+    # type, allowing and denying policies) is its connection's: that connection decision,
+    # whose output fields it shares.
+    fields_of: Decision | None = None
     _fields: tuple[dict[str, Any], frozenset[str]] | None = None
     _reads_headers: bool | None = None
 
     def hubble_fields(self) -> tuple[dict[str, Any], frozenset[str]]:
         """The Hubble flow fields this decision sets, and those it removes (made once)."""
-        if self.connection is not None:
-            return self.connection.hubble_fields()
+        if self.fields_of is not None:
+            return self.fields_of.hubble_fields()
         if self._fields is None:
             self._fields = self.verdict.hubble_fields()
         return self._fields
 
 
-def _decision(key: DecisionKey | None, v: Verdict, connection: Decision | None = None) -> Decision:
-    return Decision(key, v, v.predicted, connection)
+def _decision(key: DecisionKey | None, v: Verdict, fields_of: Decision | None = None) -> Decision:
+    return Decision(key, v, v.predicted, fields_of)
 
 
 def _same_outcome(r: Verdict, v: Verdict) -> bool:
