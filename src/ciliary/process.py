@@ -7,6 +7,11 @@ short-lived ones (flows). CPython's cyclic collector would rescan the long-lived
 and over for garbage that reference counting already frees, so the CLI moves what exists
 at start-up out of its sight and runs young collections rarely. Benchmarks of in-process
 loops call the same function, so that they measure ciliary as its commands run.
+
+Rules: nothing else in `ciliary` touches `gc`. These settings change time and memory only,
+never a result; library callers need not use them. `tune_gc_for_batch` and `streaming` are
+for the command line (and benchmarks); `gc_paused` may be used by any layer (the policy
+file reader does).
 """
 
 from __future__ import annotations

@@ -7,6 +7,15 @@ helpers use the same options. The public `re2` module wraps every call in Python
 offset bookkeeping (several microseconds); the matchers below call the pybind11 object
 (`re2._re2`) directly with `ANCHOR_BOTH`, which is the same RE2 entry point, and fall back
 to the public API if that private module ever changes shape.
+
+Contracts:
+* A root utility: imports nothing from ciliary.
+* `fullmatcher` and `program_size` are pure functions of the pattern, memoised
+  (`lru_cache`); a matcher is a stateless closure, shared by everyone asking for its
+  pattern. `fullmatcher` raises ValueError for a pattern RE2 rejects.
+* A `FullMatchSet` never changes after construction. When RE2 gives up on a text (DFA out
+  of memory), `match` and `match_bytes` fall back to one full match per pattern, so their
+  answers never depend on RE2's memory budget; users of `raw_match` handle that case.
 """
 
 from __future__ import annotations
@@ -123,16 +132,6 @@ class FullMatchSet:
         """RE2::Set::Match itself (indices in no particular order, the sentinel `len`
         included; empty only if RE2 gave up), or None when only the fallback exists."""
         return None if self._set is None else self._set.Match
-
-    def first_bytes(self, text: bytes) -> int:
-        """The lowest index of a pattern matching all of `text` (UTF-8), or -1."""
-        if self._set is not None:
-            found: list[int] = self._set.Match(text)
-            if found:
-                i = min(found)
-                return -1 if i == self._n else i
-        s = text.decode("utf-8", "surrogatepass")
-        return next((i for i, m in enumerate(self._fallback) if m(s)), -1)
 
     def match(self, text: str) -> list[int]:
         """Indices (ascending) of the patterns matching all of `text`."""

@@ -1,1 +1,1 @@
-"""The cluster snapshot: namespaces, pods, nodes, services, and their endpoints."""
+"""The cluster snapshot and its endpoints (layer 3: imports only model/, identity/, root utils)."""

@@ -3,6 +3,13 @@
 An endpoint is what Cilium manages and enforces policy on: every running pod that does
 not use the host network, plus one host endpoint per node (identity 1, selected only by
 `nodeSelector` host policies). Pods with the same identity labels share one identity.
+
+Contracts:
+* An `Endpoint` is frozen and shared by the engine, verdicts and reports; its `key`
+  (`namespace/pod`, or `node/NAME` for a host) names it everywhere.
+* `build_endpoints` allocates in the allocator it is given, in sorted label-set order.
+  `ClusterIdentities.build` makes a fresh allocator on each call, `ipcache()` a fresh
+  ipcache on each call (the engine keeps one per observing node).
 """
 
 from __future__ import annotations
@@ -142,12 +149,6 @@ class ClusterIdentities:
     def endpoint(self, key: str) -> Endpoint | None:
         """Endpoint by `namespace/pod` or `node/<name>`."""
         return self._by_key.get(key)
-
-    def by_identity(self) -> dict[int, list[Endpoint]]:
-        out: dict[int, list[Endpoint]] = {}
-        for ep in self.endpoints:
-            out.setdefault(ep.identity.id, []).append(ep)
-        return out
 
     def host_network_pods(self) -> list[Pod]:
         return [p for p in self.cluster.pods if p.host_network and not p.terminated]

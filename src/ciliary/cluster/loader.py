@@ -11,6 +11,16 @@ so manifests alone can be analysed. Pods without IPs get deterministic addresses
 
 Malformed cluster objects raise LoadError listing every problem, located by file, line
 and a path from the document root (`items[3].metadata.labels` inside a List).
+
+Contracts:
+* All-or-nothing, like the policy loader: a `Cluster` is returned complete or not at all.
+  Besides `LoadError`, ValueError is raised for a bad `pod_cidr` or one too small for the
+  pods that need addresses.
+* Documents are read, never changed; objects are identified by (kind, namespace, name),
+  and a second object under one identity is an error.
+* Deterministic: synthetic pod names, their nodes and assigned addresses come from hashes
+  of the workload and from sorted orders, never from randomness or the clock, so one input
+  always gives the same cluster.
 """
 
 from __future__ import annotations

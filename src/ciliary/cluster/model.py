@@ -1,4 +1,16 @@
-"""The cluster as the policy engine needs it: plain, immutable records plus lookups."""
+"""The cluster as the policy engine needs it: plain, immutable records plus lookups.
+
+Contracts:
+* `Namespace`, `Pod`, `Node`, `Service`, `ServicePort`, `ContainerPort` and
+  `ServiceEndpoints` are frozen dataclasses, shared by everything built from a snapshot;
+  the loader gives their label maps as read-only `MappingProxyType` views. `Namespace`,
+  `Pod`, `Node` and `Service` hash by (namespace and) name only, as label maps are
+  unhashable; equality still compares every field.
+* `Cluster` itself is a plain dataclass: its lookups (`pod`, `pod_by_ip`, ...) are built
+  at construction, so whoever changes its lists must call `reindex()`. The engine never
+  changes a cluster; it copies one with `dataclasses.replace` to set the cluster name.
+* `normalize_ip` is a pure function of its argument (`lru_cache`).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +18,8 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from types import MappingProxyType
 
 from ciliary.model.source import Document
-
-EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +182,6 @@ class Cluster:
 
     def node_by_ip(self, ip: str) -> Node | None:
         return self._node_by_ip.get(_norm(ip))
-
-    def pods_on(self, node_name: str) -> list[Pod]:
-        return [p for p in self.pods if p.node_name == node_name]
 
     @property
     def kube_apiserver_ips(self) -> tuple[str, ...]:

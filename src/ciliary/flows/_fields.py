@@ -9,6 +9,9 @@ At runtime a field is a plain `property` whose getter is a closure over its key:
 `__get__` is in C, so this is faster than a hand-written property calling a reader function,
 and much faster than a Python `__get__`. To mypy a field is a `Field[T]`: read-only, `T` on
 an instance.
+
+Contracts: a getter never writes and never raises, whatever JSON value it meets; list and
+message fields build a new list or view on each access.
 """
 
 from __future__ import annotations

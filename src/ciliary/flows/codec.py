@@ -17,6 +17,13 @@ counted, or with `strict=True` raises `FlowReadError` naming `file:line`. With `
 
 Writing produces the same shape, serialised like Hubble (Go's `json.Encoder` over protojson,
 which escapes `&`, `<`, `>`, U+2028 and U+2029): a file read and written back is identical.
+
+Contracts:
+* Reading streams one line at a time, in file order. A reader yields the decoded line
+  itself when it is canonical, else a canonicalized copy, and keeps no reference to it: the
+  consumer owns the dict, and `Flow` wraps it without copying.
+* `ReadStats` is updated as lines are consumed; its totals are final once the generator
+  ends (exhausted or closed).
 """
 
 from __future__ import annotations

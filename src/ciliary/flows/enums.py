@@ -3,6 +3,8 @@
 Enum members carry the exact proto names, which are also the protojson spelling of the value
 (`"verdict": "DROPPED"`). The tables at the end are the human strings of the datapath
 (`pkg/monitor/api`) that `hubble observe -o compact` prints instead of the enum names.
+
+Constants only: the tables are shared and must not be changed.
 """
 
 from __future__ import annotations

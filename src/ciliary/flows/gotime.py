@@ -4,6 +4,9 @@ Python's datetime stops at microseconds; flows carry nanoseconds, so times are i
 nanoseconds since the Unix epoch (UTC) here. The formats are the ones the hubble CLI knows
 (hubble/pkg/time): `--time-format` names for printing, and for `--since/--until` either a Go
 duration (`90s`, `1h43m`, relative to now) or one of its absolute layouts.
+
+Contracts: pure functions. Nothing reads the clock; `parse_time_arg` takes "now" from the
+caller.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ convert to numbers. 64-bit integers (JSON strings) are returned as int.
 Because the dict is kept as it is, unknown fields (from newer Hubble releases) and the key order
 survive: writing a flow that was read gives back the same JSON. The envelope a flow was read
 with (`{"flow": ..., "node_name": ..., "time": ...}`) is kept too.
+
+Contracts: a `Flow` and its views share one dict and never write to it. `raw` and
+`to_dict` return that dict itself, so a caller that changes it changes the flow (copy
+first). `Flow(d)` trusts `d` to be canonical protojson; `Flow.from_dict` and `Flow.build`
+canonicalize.
 """
 
 from __future__ import annotations
@@ -134,8 +139,6 @@ class IP(Message):
 class TCPFlags(Message):
     __slots__ = ()
 
-    ORDER = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
-
     FIN = bool_field("FIN")
     SYN = bool_field("SYN")
     RST = bool_field("RST")
@@ -145,10 +148,6 @@ class TCPFlags(Message):
     ECE = bool_field("ECE")
     CWR = bool_field("CWR")
     NS = bool_field("NS")
-
-    def set_flags(self) -> list[str]:
-        """Names of the flags that are set, in proto order."""
-        return [f for f in self.ORDER if self._d.get(f) is True]
 
 
 class _Ports(Message):

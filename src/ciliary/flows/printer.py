@@ -20,6 +20,9 @@ Follows hubble/pkg/printer/printer.go (v1.19). The compact line is
 
 Like hubble's terminal escaper, ESC becomes `^[` and CR `\\r` in text output. Lines are
 returned without their trailing newline.
+
+Contracts: formatting only reads the flow; a `Printer` keeps its options, a count and, for
+`table`, the rows it has not printed yet.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from ciliary.flows.codec import go_json
 from ciliary.flows.enums import (
@@ -45,7 +48,6 @@ from ciliary.flows.gotime import format_flow_time, time_formatter
 from ciliary.flows.model import Flow
 
 JSON = dict[str, Any]
-OutputFormat = Literal["compact", "dict", "json", "jsonpb", "table", "tab"]
 OUTPUT_FORMATS: Final = ("compact", "dict", "json", "jsonpb", "table", "tab")
 
 DICT_SEPARATOR: Final = "------------"

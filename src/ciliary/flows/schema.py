@@ -13,6 +13,10 @@ defaults, spells enums by name and 64-bit integers as strings. This table drives
 * `validate` checks types (what protojson's strict unmarshal would reject).
 
 Declaration orders follow Cilium v1.19 (`api/v1/flow/flow.proto`, `api/v1/observer`).
+
+Contracts: `canonicalize` and `order_fields` never change their input: they return new
+dicts (for the sub-messages they descend into too) and share the values they do not
+rewrite. `validate` only reads. `MESSAGES` and the tables derived from it are constants.
 """
 
 from __future__ import annotations

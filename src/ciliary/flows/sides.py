@@ -7,6 +7,8 @@ else the pod at that address, else a pod the engine makes from the labels the fl
 (`PolicyEngine.endpoint_from_flow`); a side without a pod is the endpoint at its address
 (a node's host endpoint, or a pod), else just the address. `FlowPeers` memoises all of it
 per (namespace, pod, address); the memo never changes an answer.
+The one write to the engine is for pods the snapshot lacks: `endpoint_from_flow` allocates
+their identity, once per pod.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Labels, selectors and security identities (pure; no I/O, no cluster or policy imports)."""
+"""Labels, selectors, identities, the ipcache (layer 2: imports only model/ and root utilities)."""

@@ -8,6 +8,14 @@
 
 Numbers depend on allocation order; `allocate_all` sorts new label sets by their canonical
 string first, so the same cluster snapshot always gets the same numbers.
+
+Contracts:
+* An `Identity` is frozen and shared (endpoints, ipcache entries, verdicts).
+* The allocator only grows: a label set keeps its number for the allocator's life, and
+  allocating it again returns the same `Identity`. A set with `reserved:host` and more is
+  not stored: it is identity 1 as some node sees it (`host_with`), made on each call.
+* One allocator is shared by everything built for one engine (endpoints, ipcaches, CIDR
+  and FQDN identities), so numbers are unique within it.
 """
 
 from __future__ import annotations
@@ -56,11 +64,6 @@ class Identity:
     def is_local(self) -> bool:
         """Node-local (CIDR/FQDN) identity."""
         return is_local(self.id)
-
-    @property
-    def reserved_name(self) -> str | None:
-        r = RESERVED.get(self.id)
-        return r.name if r is not None and self.is_reserved else None
 
     def __str__(self) -> str:
         return f"{self.id} ({self.labels})"

@@ -1,5 +1,9 @@
 """Policy entities (`fromEntities`/`toEntities`) as selectors (semantics §2.2;
-cilium: pkg/policy/api/entity.go `EntitySelectorMapping`, `InitEntities`)."""
+cilium: pkg/policy/api/entity.go `EntitySelectorMapping`, `InitEntities`).
+
+The selectors are module constants shared by every rule naming the entity (a `Selector`
+is immutable); only `cluster` depends on an argument, the local cluster name.
+"""
 
 from __future__ import annotations
 

@@ -15,6 +15,14 @@ policy CIDRs: a pod or node IP never becomes a CIDR identity.
 
 Lookups try an exact-address dict first, then one dict per prefix length present,
 longest first; both keyed by the integer value of the (masked) address.
+
+Contracts:
+* One `IPCache` per observing node. It writes to the shared `IdentityAllocator` (CIDR
+  identities, an apiserver outside the cluster) and to nothing else.
+* Entries are frozen `IPCacheEntry`s; between sources of equal priority the later wins.
+* Lookups are memoised per address text (bounded); every write clears the memos, so they
+  never answer from an older state. Addresses are trusted to be valid (loaders and flow
+  readers check them): a malformed one raises ValueError.
 """
 
 from __future__ import annotations

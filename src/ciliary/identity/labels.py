@@ -3,12 +3,20 @@
 A label prints as `source:key=value` (`source:key` when the value is empty), like Cilium
 (cilium: pkg/labels/label.go `Label.String`). Label sets are what identities are made of
 and what selectors are matched against, so they precompute the lookups selectors need.
+
+Contracts:
+* `Label` and `LabelSet` are immutable and hashable: shared freely, and used as keys
+  (identities, memos). Equality and hash depend on the labels only, not on the order they
+  were given in; a set holds one value per (source, key) and rejects conflicting ones.
+* `LabelSet`'s lookup tables are private but read directly by the compiled matchers of
+  `ciliary.identity.selector` (a hot path); nothing writes to them after construction
+  (the only late write is the `canonical` string, made on first use).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -21,9 +29,6 @@ SOURCE_RESERVED: Final = "reserved"
 SOURCE_CIDR: Final = "cidr"
 SOURCE_CIDRGROUP: Final = "cidrgroup"
 SOURCE_FQDN: Final = "fqdn"
-SOURCE_CONTAINER: Final = "container"
-SOURCE_CNI: Final = "cni"
-SOURCE_NODE: Final = "node"
 SOURCE_UNSPEC: Final = "unspec"
 
 
@@ -167,11 +172,6 @@ class LabelSet:
     def from_strings(cls, texts: Iterable[str], default_source: str = SOURCE_UNSPEC) -> LabelSet:
         """From `source:key=value` strings (Cilium's printed form)."""
         return cls(Label.parse(t, default_source) for t in texts)
-
-    @classmethod
-    def from_map(cls, mapping: Mapping[str, str], source: str) -> LabelSet:
-        """From a Kubernetes-style `{key: value}` map, every label with `source`."""
-        return cls(Label(source, k, v) for k, v in mapping.items())
 
     def union(self, other: Iterable[Label]) -> LabelSet:
         return LabelSet((*self._labels, *other))

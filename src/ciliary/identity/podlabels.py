@@ -18,6 +18,9 @@ position 0). A label is kept when no exclusion matches, or when the longest matc
 inclusion is longer than the shortest matching exclusion. Notably `job-name` and
 `batch.kubernetes.io/job-name` are NOT excluded by default, so each Job run has its own
 identity, as in Cilium. A different `--labels` agent configuration is not modelled.
+
+Contracts: pure functions. `pod_identity_labels` builds a new `LabelSet` from its
+arguments alone; `is_identity_relevant` is memoised per (source, key) (`lru_cache`).
 """
 
 from __future__ import annotations
@@ -98,10 +101,6 @@ def is_identity_relevant(source: str, key: str) -> bool:
             included = n
     # The default list has no user-added inclusions, so Cilium's whitelist flag is off.
     return ignored == 0 or included > ignored
-
-
-def filter_identity_labels(labels: LabelSet) -> LabelSet:
-    return LabelSet(lb for lb in labels if is_identity_relevant(lb.source, lb.key))
 
 
 def namespace_labels_with_name(name: str, labels: Mapping[str, str]) -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""Cilium's reserved security identities 0-10 (cilium: pkg/identity/numericidentity.go)."""
+"""Cilium's reserved security identities 0-10 (cilium: pkg/identity/numericidentity.go).
+
+Also the numbering ranges (cluster scope from 256, node-local with bit 24 set). Constants
+only: `RESERVED` and the tables derived from it are shared and must not be changed.
+"""
 
 from __future__ import annotations
 
@@ -83,10 +87,6 @@ RESERVED_BY_NAME: Final[dict[str, ReservedIdentity]] = {r.name: r for r in RESER
 RESERVED_BY_LABELS: Final[dict[LabelSet, int]] = {
     r.labels: r.id for r in RESERVED.values() if r.id != UNKNOWN
 }
-
-WORLD_LABELS: Final = frozenset(
-    {reserved_label(NAME_WORLD), reserved_label(NAME_WORLD_IPV4), reserved_label(NAME_WORLD_IPV6)}
-)
 
 
 def world_id(version: int, dual_stack: bool) -> int:

@@ -14,6 +14,17 @@ labels.Requirement.Matches):
 Each requirement is compiled once into a small closure, so `matches` costs a few dict
 lookups. For "which of these N identities does this selector select", `LabelIndex`
 answers with set operations on an inverted index instead of N matches.
+
+Contracts:
+* `Requirement` (frozen) and `Selector` are immutable and hashable; `with_requirements`,
+  `with_match_label` and `without_key` return new selectors. Equal selectors select the
+  same label sets, so a selector is a sound memo key.
+* Matching reads `LabelSet`'s private tables directly (the hot path).
+* `LabelIndex.select` memoises one frozenset per selector for the index's life; those sets
+  are shared (policy maps hold them) and never changed. `add` is the index's one
+  mutation: a new label set can only join selections, so it replaces the memoised answers
+  it joins with new sets and returns their selectors, for the caller to recompile what
+  used them (`PolicyEngine.add_identity`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """Layer-7 matchers: HTTP (Envoy + Cilium filter), Kafka (Cilium's Kafka parser) and DNS
 names/patterns (DNS proxy and `toFQDNs` selectors). Pure functions of the policy model and
-a request; no I/O. See the module docstrings for the Cilium sources followed."""
+a request; no I/O. See the module docstrings for the Cilium sources followed.
+
+Layer 5: imports only `ciliary.model`, `ciliary.identity` and the root utilities. The names
+below are re-exported lazily (`__getattr__`): importing the package loads no matcher.
+"""
 
 import importlib
 from typing import Any

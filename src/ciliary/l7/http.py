@@ -34,6 +34,13 @@ Deviations (documented, not behavioural for Cilium-generated policies): Envoy so
 `rule_index` is reported and the order of header actions from different rules. Secrets are
 resolved from the `secrets` mapping and handled as inline values (the agent's non-SDS path);
 values that came from a secret are reported as "[redacted]", as Cilium's access log does.
+
+Contracts:
+* Compiled objects are shared and read-only: `HTTPRule.from_model` is memoised per (rule
+  content, secrets, namespace) (`lru_cache`), `http_policy` per rule list (bounded), and
+  an `HTTPPolicy` memoises its verdict per request (bounded). Each key holds everything
+  its answer depends on, so forgetting one only costs a recompilation.
+* Secret contents come only from the caller's `secrets` mapping.
 """
 
 from __future__ import annotations
@@ -484,7 +491,7 @@ class HTTPPolicy:
     requests fall back to rule-by-rule matching). A check is one RE2 call, then Python
     checks the header conditions of the rules the set reports, and runs header actions
     when a rule has some. Rules using `\\A`, `\\z`, `\\Q` or a flag-clearing group are
-    matched one by one. Recent verdicts are memoised (bounded; cleared when full).
+    matched one by one. Recent verdicts are memoised (bounded).
     """
 
     __slots__ = (
@@ -556,9 +563,6 @@ class HTTPPolicy:
         if d is None:
             d = self._memo.put(req, self._decide_fn(req))
         return d
-
-    def allows(self, req: HTTPRequest) -> bool:
-        return self.check(req).allowed
 
     def _decide(self, req: HTTPRequest) -> HTTPDecision:
         if not self.rules:

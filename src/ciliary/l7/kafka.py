@@ -28,6 +28,9 @@ pkg/kafka/request.go `CreateAuthErrorResponse` builds the response with
 `ErrTopicAuthorizationFailed = 29`. Only request kinds Cilium can decode (produce, fetch,
 offsets, metadata, findcoordinator, offsetcommit, offsetfetch) get an error response;
 other denied requests are dropped silently (`CreateResponse` fails).
+
+Contracts: `KafkaRequest`, `KafkaRule` and `KafkaDecision` are immutable. A `KafkaPolicy`
+compiles its rules once and holds nothing else, so `check` depends on the request alone.
 """
 
 from __future__ import annotations
@@ -222,6 +225,3 @@ class KafkaPolicy:
             KAFKA_DENY_ERROR_NAME,
             kind in _RESPONSE_KINDS,
         )
-
-    def allows(self, req: KafkaRequest) -> bool:
-        return self.check(req).allowed

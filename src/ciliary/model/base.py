@@ -1,4 +1,11 @@
-"""Shared model configuration: strict types and unknown fields as errors (`--validate=strict`)."""
+"""Shared model configuration: strict types and unknown fields as errors (`--validate=strict`).
+
+Contracts: every API object of `ciliary.model` is an `ApiModel`. Models are mutable
+pydantic objects (`frozen=False`), but once loaded they are shared by every later stage
+(translation, the engine, reports) and must not be changed. Fields are snake_case with the
+API's camelCase as alias, and errors are located by alias, so messages name a field as it
+is written in YAML.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +28,6 @@ class ApiModel(BaseModel):
         serialize_by_alias=True,
         defer_build=True,
     )
-
-    def to_api(self) -> dict[str, Any]:
-        """The object as it would be written in YAML (aliases, no unset fields)."""
-        return self.model_dump(by_alias=True, exclude_unset=True)
 
 
 def _int_or_string(value: Any) -> int | str:

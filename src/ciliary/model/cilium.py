@@ -10,6 +10,9 @@ API surface: the newest CRD plus what Cilium 1.18 still served and the newest CR
 (L7 `kafka`, `l7proto`/`l7`, and selectors in `fromRequires`/`toRequires`). Value
 constraints (patterns, enums, ranges, Cilium's import-time checks) live in validate.py so
 their messages can use Cilium's wording and point at the exact field.
+
+Contracts: loaded objects are shared, not copied, by the layers above (a rule's `L7Rules`
+and `FQDNSelector`s end up in policy maps and matchers): read-only, see `ciliary.model.base`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,12 @@
-"""Validation issues with their location: file, document, object, field path, line."""
+"""Validation issues with their location: file, document, object, field path, line.
+
+Contracts:
+* `ValidationIssue` and `ValidationWarning` are frozen; `as_dict` is the `-o json` shape.
+  They are separate types so that a warning can never be counted as an error.
+* A `LoadError` means nothing was loaded. It carries every issue found (sorted by file,
+  document, line, field) and the warnings found before the load failed.
+* A `Path` is a location inside a document (keys and list indices); `format_path` prints it.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,18 @@
 """Reading input paths (files or directories, recursively) into documents.
 
 The only file I/O of the loaders; everything after this works on `Document`s.
+
+Contracts:
+* Directories are walked in sorted order, skipping names that start with a dot, so a tree
+  always gives the same documents in the same order.
+* Every unreadable or malformed file is reported in one `LoadError`; then no documents
+  are returned.
+* Parse cache: a file of 16 KiB or more is parsed once and kept, pickled, under
+  `CILIARY_CACHE_DIR` (default `$XDG_CACHE_HOME/ciliary`), keyed by a hash of its bytes,
+  its path as given and `CACHE_VERSION`. A hit gives the documents parsing would; bump
+  `CACHE_VERSION` whenever `Document` or the parser changes. The cache directory is
+  trusted (entries are unpickled); failures to read or write it are ignored, and
+  `CILIARY_NO_CACHE=1` turns it off.
 """
 
 from __future__ import annotations
@@ -36,9 +48,9 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str
 
 
 CACHE_VERSION = "1"
-# Parsing YAML runs at about 1 MB/s; a parsed file is kept (pickled, keyed by path, size,
-# mtime and content hash) so that repeated commands on the same snapshot start fast.
-# CILIARY_CACHE_DIR moves the cache; CILIARY_NO_CACHE=1 turns it off.
+# Parsing YAML runs at about 1 MB/s; a parsed file is kept (pickled, keyed by a hash of
+# its content, path and CACHE_VERSION) so that repeated commands on the same snapshot start
+# fast. CILIARY_CACHE_DIR moves the cache; CILIARY_NO_CACHE=1 turns it off.
 _MIN_CACHED_SIZE = 16 * 1024
 
 

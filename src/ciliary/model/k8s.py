@@ -1,4 +1,7 @@
-"""`networking.k8s.io/v1` NetworkPolicy, typed as the Kubernetes API server reads it."""
+"""`networking.k8s.io/v1` NetworkPolicy, typed as the Kubernetes API server reads it.
+
+Types only; the API server's value checks are in `ciliary.model.validate`.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,15 @@
 Every problem is reported with file, document, object, field path and line; if there is
 any, `LoadError` is raised and nothing is returned (no half-loaded state). An object given
 twice identically is loaded once with a warning, as `kubectl apply` accepts it.
+
+Contracts:
+* Documents are read, never changed. Policies come out in input order (documents, then
+  the `items` of a List); other kinds are counted in `skipped_kinds`, except near-misses
+  of a policy kind in the Cilium or Kubernetes API groups, which are errors.
+* A policy is identified by kind, namespace ("default" when omitted, "" for clusterwide
+  kinds) and name. A second object under one name is a warning if it is equal as parsed
+  data (`_same_data`: key order aside, types included), else an error.
+* `ValidationOptions` (agent flags) are the only other input to what is valid.
 """
 
 from __future__ import annotations

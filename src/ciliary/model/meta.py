@@ -1,4 +1,8 @@
-"""Kubernetes object metadata and label selectors."""
+"""Kubernetes object metadata and label selectors.
+
+Typed as the API server accepts them; ciliary reads name, namespace, labels and
+annotations, and keeps the other metadata fields only so that real objects validate.
+"""
 
 from __future__ import annotations
 

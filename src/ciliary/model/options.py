@@ -1,4 +1,7 @@
-"""Agent options that change what a policy may contain (Cilium's names, snake_cased)."""
+"""Agent options that change what a policy may contain (Cilium's names, snake_cased).
+
+A frozen value: the policy loader's only input besides the documents.
+"""
 
 from __future__ import annotations
 

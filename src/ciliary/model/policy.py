@@ -1,4 +1,12 @@
-"""A loaded policy object and the set of them."""
+"""A loaded policy object and the set of them.
+
+Contracts:
+* `PolicyRef` (frozen, ordered by kind, namespace, name) is how a policy is named
+  everywhere, as in Hubble's `*_allowed_by` lists; clusterwide policies have namespace "".
+* `LoadedPolicy` and `PolicySet` are made by `load_policies` and read-only afterwards.
+  A `LoadedPolicy` shares its document's line table (`lines`, keyed by paths from the
+  document root; computed on first use for JSON); `line_of` takes a path inside the object.
+"""
 
 from __future__ import annotations
 

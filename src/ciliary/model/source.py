@@ -4,6 +4,14 @@ PyYAML's composer gives node positions; we build plain Python values from the no
 ourselves so that duplicate keys, alias cycles and absurd nesting become located errors
 instead of silent overwrites or crashes. JSON is read the same way (it is YAML's flow
 subset); the rare JSON that YAML 1.1 rejects falls back to the json module without lines.
+
+Contracts:
+* `parse_text` depends only on its arguments; it returns new documents, or raises
+  `LoadError` with every syntax problem of the file (never some of the documents).
+* A `Document`'s `value` is plain data (dicts, lists and YAML scalars; timestamps stay
+  strings) and `lines` maps a path to its 1-based line. Both are shared with everything
+  loaded from the document and must not be changed.
+* Not thread-safe: one module-level YAML constructor builds the scalars.
 """
 
 from __future__ import annotations

@@ -6,6 +6,14 @@ Every check returns (path inside the object, message). Paths point at the offend
 messages use Cilium's (or the API server's) wording where there is one. Unlike Cilium,
 which stops at the first error of a rule, every independent problem is reported; checks
 that depend on a broken value are skipped so one mistake gives one message.
+
+Contracts:
+* `validate_object` only reads the object; problems are returned, not raised.
+* `parse_prefix` and `re2_error` are pure functions of their arguments, memoised
+  (`lru_cache`); the `ParsedPrefix` results are frozen and shared.
+* The tables here are the single source for other layers (`ICMP_TYPES` for
+  `ciliary.policy.ports`, `KAFKA_API_KEYS` and `KAFKA_ROLES` for `ciliary.l7.kafka`):
+  constants, never to be changed.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Rule repository and its resolution into per-endpoint policy maps."""
+"""Rule repository -> per-endpoint policy maps (layer 4: imports model/ to cluster/, root utils)."""

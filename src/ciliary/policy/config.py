@@ -3,6 +3,11 @@
 A config file is either a flat mapping (`enable-policy: always`) or the `cilium-config`
 ConfigMap itself (`kubectl -n kube-system get cm cilium-config -o yaml`), whose values are
 strings. Unknown keys of a flat mapping are errors; a ConfigMap may hold many other keys.
+
+Contracts: an `AgentConfig` is frozen and shared by the engine and everything deciding on
+it; `with_overrides` returns a copy. `extra` keeps a ConfigMap's other keys and takes no
+part in equality. `config_from_document` is all-or-nothing: every bad value is reported in
+one `LoadError`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,20 @@ identities (pods, reserved, CIDR), one ipcache per observing node, the selector 
 (`LabelIndex`: selectors are resolved once against all identities, so the cost grows with
 rules x identities, not rules x pods) and the endpoint policies, compiled on demand and
 shared by every endpoint with the same identity, namespace and named ports.
+
+Contracts:
+* Built from a cluster, a policy set and an `AgentConfig`, none of which it changes (a
+  cluster named differently from the config's is copied with the config's name).
+* Compiled `EndpointPolicy`s are shared by every endpoint with the same `compile_key`
+  (identity, labels, namespace, host or not, named ports, and the node's view of identity
+  1): read-only. Memo keys hold everything their answers depend on.
+* Apart from its memos (compiled policies, per-node ipcaches, FQDN identities), the engine
+  changes only on datapath events: `learn_dns` and `mark_fqdn_connection` write the FQDN
+  caches, and new identities (`endpoint_from_flow`, the FQDN identity of a learned address)
+  join the selector cache through `add_identity`, which drops exactly the compiled
+  policies whose selectors select the newcomer, so none keeps an outdated selection.
+* FQDN identities are memoised per (address, observer) against the caches' version counts
+  and the time window in which the names found stay valid.
 """
 
 from __future__ import annotations

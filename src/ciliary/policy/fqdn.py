@@ -7,6 +7,14 @@ Time is passed in explicitly (seconds); `now=None` means "no time has passed", w
 (default 1000, newest Helm default; the oldest IPs are evicted first),
 `tofqdns-idle-connection-grace-period` (default 0 s: an expired name stays usable this long
 after the last connection to its IP; IPs never connected to expire with their TTL).
+
+Contracts:
+* State, not a memo: one cache per endpoint, owned by the engine
+  (`PolicyEngine.fqdn_cache`). Only `update` (a DNS answer) and `mark_connection` (a live
+  connection) write to it.
+* `versions` is one dict shared by all the caches of an engine: any change that may change
+  `names_until(ip, now)` other than by time passing raises the counts of (ip, this node)
+  and (ip, None). The engine memoises FQDN identities against these counts.
 """
 
 from __future__ import annotations
@@ -71,10 +79,6 @@ class FQDNCache:
             del entry.ips[oldest]
             self._by_ip[oldest].pop(name, None)
             self._bump(oldest)
-
-    def names_for(self, ip: str, now: float | None) -> list[str]:
-        """Names that resolved to `ip` and are still valid at `now`."""
-        return self.names_until(ip, now)[0]
 
     def names_until(self, ip: str, now: float | None) -> tuple[list[str], float]:
         """`names_for`, and the time until which it stays so while its version does

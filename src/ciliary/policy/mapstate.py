@@ -6,6 +6,17 @@ after insertion, a deny covering a key removes every allow it covers, so a looku
 if any deny entry of the peer or of identity 0 covers (proto, port); otherwise the most
 specific allow of the peer and of identity 0 are compared: the longer port prefix wins, a
 tie goes to the peer's own entry.
+
+Contracts:
+* The engine fills a `PolicyMap` while compiling (`insert`, `insert_many`); once its
+  `DirectionPolicy` is handed out it is read-only. Every insert clears the memos.
+* Lookups are memoised (`BoundedCache`, keyed by identity, protocol and port packed into
+  one int; port views by protocol and port): answers worked out again from the rule
+  entries, so forgetting one changes no answer.
+* `Lookup`s, `MapEntry`s and their `origins` and `contributions` lists are shared by
+  every caller and memo hit: read-only. An `L7Contribution` compares by identity, so
+  compiled L7 matchers can be keyed by it.
+* Rule entries hold the selector cache's identity frozensets by reference, never copied.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Protocols, ports, port ranges as aligned prefixes, ICMP types (pkg/policy/api/l4.go, icmp.go)."""
+"""Protocols, ports, port ranges as aligned prefixes, ICMP types (pkg/policy/api/l4.go, icmp.go).
+
+Constants and pure functions. A `PortPrefix` (frozen, ordered) is the port part of Cilium's
+policy key: protocol 0 is every protocol, prefix length 0 every port, 16 one port.
+"""
 
 from __future__ import annotations
 
@@ -47,17 +51,6 @@ class PortPrefix:
             return True
         shift = 16 - self.prefix
         return (port >> shift) == (self.port >> shift)
-
-    def covers_prefix(self, other: PortPrefix) -> bool:
-        """True if every (proto, port) of `other` is covered by self."""
-        if self.proto != PROTO_ANY and self.proto != other.proto:
-            return False
-        if self.proto == PROTO_ANY:
-            return True
-        if other.proto == PROTO_ANY or other.prefix < self.prefix:
-            return False
-        shift = 16 - self.prefix
-        return (other.port >> shift) == (self.port >> shift)
 
     @property
     def specificity(self) -> tuple[int, int]:

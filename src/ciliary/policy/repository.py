@@ -1,4 +1,10 @@
-"""The rule repository: which rules select an endpoint, per direction (pkg/policy/repository.go)."""
+"""The rule repository: which rules select an endpoint, per direction (pkg/policy/repository.go).
+
+Contracts: the entries are fixed at construction. `rules_for` is memoised for the
+repository's life, keyed by (identity labels, namespace, host or not): all that a subject
+selector and the namespace scoping can see, so the memo never changes an answer. Its lists
+(clusterwide rules first, then the namespace's, each in load order) are shared: read-only.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,15 @@
 Follows pkg/k8s/apis/cilium.io/utils/utils.go (namespace injection), pkg/policy/utils
 (RulesToPolicyEntries), pkg/k8s/network_policy.go (NetworkPolicy translation) and
 pkg/policy/api/rule_validation.go `Sanitize` (default-deny flag).
+
+Contracts:
+* Translation only reads the policy; its result depends on the policy and the
+  `TranslateOptions` (whose `services` callback reads the cluster's services).
+* `Peer`, `PortSpec`, `RuleOrigin` and `PolicyEntry` are frozen and shared by the
+  repository, every compiled policy map and the verdicts that name them. `PortSpec.l7` and
+  `Peer.fqdn` are the policy's own model objects, not copies: read-only.
+* A selector Cilium cannot parse becomes one that selects nothing, as in Cilium, not an
+  error (validation reports such selectors when policies are loaded).
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Flow in, verdict out, with the rules that decided it."""
+"""Flow in, verdict out, with the rules that decided it (layer 6: imports lower layers only)."""

@@ -2,10 +2,14 @@
 L7 rules of every rule that allows the peer on the port; one allow without L7 rules lets
 every request through.
 
-`L7Matchers` holds the compiled matchers (Envoy's HTTP filter, Cilium's Kafka and DNS
-proxies, from `ciliary.l7`) of the policy-map entries' L7 rules: compiled once per L7
-contribution of a policy map, and only when a request reaches it. It belongs to whoever
-decides (a `Decider`, or one plain `decide` call); policy objects are never written to.
+Contracts:
+* `L7Matchers` holds the compiled matchers (Envoy's HTTP filter, Cilium's Kafka and DNS
+  proxies, from `ciliary.l7`) of the policy maps' L7 contributions, keyed by (contribution,
+  request kind) and compiled only when a request reaches one. A bounded memo: forgetting
+  one only compiles it again. It belongs to whoever decides (a `Decider`, or one plain
+  `decide` call).
+* Nothing here writes to policies, policy maps or the engine.
+* `ciliary.l7` is imported on first use: a run without L7 requests never loads it.
 """
 
 from __future__ import annotations
