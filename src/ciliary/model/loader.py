@@ -246,98 +246,91 @@ def load_policies(
     documents: Iterable[Document], options: ValidationOptions | None = None
 ) -> PolicySet:
     """Typed, validated policies from documents; raises LoadError with every problem."""
-    options = options or ValidationOptions()
-    result = PolicySet()
-    issues: list[ValidationIssue] = []
-    # The first object loaded under each name, with its data to tell an identical
-    # duplicate (a warning) from a different object with the same name (an error).
-    seen: dict[PolicyRef, tuple[LoadedPolicy, dict[str, Any]]] = {}
+    loader = _Loader(options or ValidationOptions())
     for doc in documents:
         for prefix, value in iter_objects(doc):
+            loaded = loader.policy(doc, prefix, value)
+            if loaded is not None:
+                loader.keep(loaded, value)
+    if loader.issues:
+        raise LoadError(loader.issues, loader.result.warnings)
+    return loader.result
 
-            def issue(
-                path: Path,
-                message: str,
-                obj: str | None = None,
-                prefix: Path = prefix,
-                doc: Document = doc,
-            ) -> None:
-                full = (*prefix, *path)
-                issues.append(
-                    ValidationIssue(
-                        doc.file, doc.line_of(full), doc.index, obj, format_path(full), message
-                    )
-                )
 
-            if not isinstance(value, dict):
-                issue((), f"a Kubernetes object must be a mapping, got {type_name(value)}")
-                continue
-            kind = value.get("kind")
-            api_version = value.get("apiVersion")
-            if not isinstance(kind, str) or not kind:
-                issue(("kind",), "every object needs a kind")
-                continue
-            if kind not in POLICY_KINDS:
-                if isinstance(api_version, str) and api_version.split("/")[0] in (
-                    "cilium.io",
-                    "networking.k8s.io",
-                ):
-                    close = difflib.get_close_matches(kind, list(POLICY_KINDS), n=1, cutoff=0.85)
-                    if close:
-                        issue(("kind",), f'unknown kind "{kind}" (did you mean "{close[0]}"?)')
-                        continue
-                result.skipped_kinds[kind] = result.skipped_kinds.get(kind, 0) + 1
-                continue
-            want_api, model = POLICY_KINDS[kind]
-            label = _object_label(kind, value)
-            if api_version != want_api:
-                issue(
-                    ("apiVersion",),
-                    f"{kind} is served as apiVersion {want_api}, got {_show(api_version)}",
-                    label,
-                )
-                continue
-            try:
-                obj = typing.cast(PolicyObject, model.model_validate(value))
-            except ValidationError as e:
-                for err in e.errors(include_url=False):
-                    loc = _strip_union_tags(tuple(err["loc"]))
-                    issue(loc, _message(err, model), label)
-                continue
-            problems = validate_object(obj, options)
-            for path, message in problems:
-                issue(path, message, label)
-            if problems:
-                continue
-            meta = obj.metadata
-            ns = "" if kind == KIND_CCNP else (meta.namespace or "default")
-            ref = PolicyRef(kind, ns, meta.name or "")
-            loaded = LoadedPolicy(ref, obj, doc.file, doc.index, prefix, doc.lines)
-            if ref in seen:
-                first, first_value = seen[ref]
-                if _same_data(value, first_value):
-                    line = first.line_of(())
-                    at = first.file if line is None else f"{first.file}:{line}"
-                    result.warnings.append(
-                        ValidationWarning(
-                            doc.file,
-                            doc.line_of(prefix),
-                            doc.index,
-                            label,
-                            "",
-                            f"duplicate of the identical object at {at}, document {first.document}; "
-                            "loaded once",
-                        )
-                    )
-                    continue
-                issue(
-                    ("metadata", "name"),
-                    f"{ref} is defined twice (first in {first.file}, document {first.document})",
-                    label,
-                )
-                continue
-            seen[ref] = (loaded, value)
-            result.policies.append(loaded)
-    if issues:
-        raise LoadError(issues, result.warnings)
-    return result
+class _Loader:
+    """The state of one `load_policies`: what is loaded, and every problem found."""
+
+    def __init__(self, options: ValidationOptions) -> None:
+        self.options = options
+        self.result = PolicySet()
+        self.issues: list[ValidationIssue] = []
+        # The first object loaded under each name, with its data to tell an identical
+        # duplicate (a warning) from a different object with the same name (an error).
+        self.seen: dict[PolicyRef, tuple[LoadedPolicy, dict[str, Any]]] = {}
+
+    def issue(self, doc: Document, prefix: Path, path: Path, message: str, obj: str | None = None) -> None:
+        full = (*prefix, *path)
+        self.issues.append(ValidationIssue(doc.file, doc.line_of(full), doc.index, obj, format_path(full), message))
+
+    def policy(self, doc: Document, prefix: Path, value: Any) -> LoadedPolicy | None:
+        """The policy object at `prefix` of `doc`, typed and validated; None when it is of
+        another kind (counted) or has problems (reported)."""
+        if not isinstance(value, dict):
+            self.issue(doc, prefix, (), f"a Kubernetes object must be a mapping, got {type_name(value)}")
+            return None
+        kind = value.get("kind")
+        api_version = value.get("apiVersion")
+        if not isinstance(kind, str) or not kind:
+            self.issue(doc, prefix, ("kind",), "every object needs a kind")
+            return None
+        if kind not in POLICY_KINDS:
+            if isinstance(api_version, str) and api_version.split("/")[0] in ("cilium.io", "networking.k8s.io"):
+                close = difflib.get_close_matches(kind, list(POLICY_KINDS), n=1, cutoff=0.85)
+                if close:
+                    self.issue(doc, prefix, ("kind",), f'unknown kind "{kind}" (did you mean "{close[0]}"?)')
+                    return None
+            skipped = self.result.skipped_kinds
+            skipped[kind] = skipped.get(kind, 0) + 1
+            return None
+        want_api, model = POLICY_KINDS[kind]
+        label = _object_label(kind, value)
+        if api_version != want_api:
+            self.issue(doc, prefix, ("apiVersion",), f"{kind} is served as apiVersion {want_api}, got {_show(api_version)}", label)
+            return None
+        try:
+            obj = typing.cast(PolicyObject, model.model_validate(value))
+        except ValidationError as e:
+            for err in e.errors(include_url=False):
+                self.issue(doc, prefix, _strip_union_tags(tuple(err["loc"])), _message(err, model), label)
+            return None
+        problems = validate_object(obj, self.options)
+        for path, message in problems:
+            self.issue(doc, prefix, path, message, label)
+        if problems:
+            return None
+        meta = obj.metadata
+        ns = "" if kind == KIND_CCNP else (meta.namespace or "default")
+        return LoadedPolicy(PolicyRef(kind, ns, meta.name or ""), obj, doc.file, doc.index, prefix, doc.lines)
+
+    def keep(self, loaded: LoadedPolicy, value: dict[str, Any]) -> None:
+        """Add a loaded policy: a second object under its name is a warning when identical,
+        an error otherwise."""
+        ref = loaded.ref
+        if ref not in self.seen:
+            self.seen[ref] = (loaded, value)
+            self.result.policies.append(loaded)
+            return
+        first, first_value = self.seen[ref]
+        label = _object_label(ref.kind, value)
+        if _same_data(value, first_value):
+            line = first.line_of(())
+            at = first.file if line is None else f"{first.file}:{line}"
+            self.result.warnings.append(ValidationWarning(
+                loaded.file, loaded.line_of(()), loaded.document, label, "",
+                f"duplicate of the identical object at {at}, document {first.document}; loaded once",
+            ))
+            return
+        self.issues.append(ValidationIssue(
+            loaded.file, loaded.line_of(("metadata", "name")), loaded.document, label, format_path((*loaded.path, "metadata", "name")),
+            f"{ref} is defined twice (first in {first.file}, document {first.document})",
+        ))
