@@ -8,17 +8,16 @@ import pytest
 
 from ciliary.flows.codec import read_flows
 from ciliary.flows.filter import (
-    FilterError,
     FilterFlags,
-    FlowFilter,
-    FlowMatcher,
     build_flow_filters,
     matcher_from_flags,
     parse_event_type,
-    request_uri_path,
 )
+from ciliary.flows.flowfilter import FilterError, FlowFilter
 from ciliary.flows.labelsel import LabelSelectorError, compile_selector, parse_labels
+from ciliary.flows.matcher import FlowMatcher
 from ciliary.flows.model import Flow
+from ciliary.flows.predicates import request_uri_path
 from ciliary.workflows.observe import parse_observe_args, raw_filters
 
 DATA = Path(__file__).parent / "data" / "flows"

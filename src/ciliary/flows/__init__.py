@@ -1,5 +1,9 @@
 """Hubble flows: the flow model, reading/writing flow files, `hubble observe` filters and
-output formats. See `ciliary.workflows.observe` for the end-to-end `observe` pipeline."""
+output formats. See `ciliary.workflows.observe` for the end-to-end `observe` pipeline.
+
+Layer 7: may import every layer below (replay decides flows on the engine); nothing from
+workflows.
+"""
 
 from ciliary.flows.codec import (
     BadLine,
@@ -12,14 +16,9 @@ from ciliary.flows.codec import (
     read_flows,
     write_flows,
 )
-from ciliary.flows.filter import (
-    FilterError,
-    FilterFlags,
-    FlowFilter,
-    FlowMatcher,
-    build_flow_filters,
-    matcher_from_flags,
-)
+from ciliary.flows.filter import FilterFlags, build_flow_filters, matcher_from_flags
+from ciliary.flows.flowfilter import FilterError, FlowFilter
+from ciliary.flows.matcher import FlowMatcher
 from ciliary.flows.model import Flow
 from ciliary.flows.printer import Printer, PrinterOptions, compact_line
 

@@ -7,6 +7,10 @@ source gets `any.`. The selector is then matched against the flow's labels parse
 matches every source, and two `cidr` labels match by prefix containment
 (`cidr:10.0.0.0/8` selects a label `cidr:10.1.2.0/24`). Matching follows the Kubernetes
 selector rules (`in`, `notin`, `=`, `==`, `!=`, exists, `!key`, `>`, `<`; requirements ANDed).
+
+Contracts: parsing (`translate_selector`, then `_tokenize`, then `_Parser`) is pure and raises
+`LabelSelectorError`; a compiled selector is a pure function of the parsed labels, shareable
+between filters. `parse_label` and the CIDR parse are cached (bounded, keyed by text).
 """
 
 from __future__ import annotations
@@ -204,10 +208,12 @@ class LabelRequirement:
         return cmp
 
 
-def parse_selector(selector: str) -> list[LabelRequirement]:
-    """Parse a hubble label selector into Kubernetes requirements (ANDed)."""
-    text = translate_selector(selector)
-    tokens: list[tuple[str, str]] = []  # (kind, text): kind "op" or "id"
+_Token = tuple[str, str]  # (kind, text): kind "op" or "id"
+
+
+def _tokenize(text: str, selector: str) -> list[_Token]:
+    """The tokens of a translated selector (`selector` is the user's text, for errors)."""
+    tokens: list[_Token] = []
     pos = 0
     while pos < len(text):
         if text[pos:].strip() == "":
@@ -217,80 +223,106 @@ def parse_selector(selector: str) -> list[LabelRequirement]:
             raise LabelSelectorError(f"unable to parse selector {selector!r}")
         tokens.append(("op", m[1]) if m[1] else ("id", m[2]))
         pos = m.end()
-    reqs: list[LabelRequirement] = []
-    i = 0
+    return tokens
 
-    def expect_id(what: str) -> str:
-        nonlocal i
-        if i >= len(tokens) or tokens[i][0] != "id":
-            raise LabelSelectorError(f"unable to parse selector {selector!r}: expected {what}")
-        i += 1
-        return tokens[i - 1][1]
 
-    while i < len(tokens):
-        negate = tokens[i] == ("op", "!")
-        if negate:
-            i += 1
-        key = expect_id("a key")
+class _Parser:
+    """Kubernetes' selector grammar over tokens: requirements separated by `,`."""
+
+    __slots__ = ("i", "selector", "tokens")
+
+    def __init__(self, tokens: list[_Token], selector: str) -> None:
+        self.tokens = tokens
+        self.selector = selector
+        self.i = 0
+
+    def error(self, what: str) -> LabelSelectorError:
+        return LabelSelectorError(f"unable to parse selector {self.selector!r}: {what}")
+
+    def done(self) -> bool:
+        return self.i >= len(self.tokens)
+
+    def take(self, token: _Token) -> bool:
+        """Consume `token` if it is next."""
+        if self.i < len(self.tokens) and self.tokens[self.i] == token:
+            self.i += 1
+            return True
+        return False
+
+    def take_id(self) -> str | None:
+        """Consume the next token if it is an identifier."""
+        if self.i < len(self.tokens) and self.tokens[self.i][0] == "id":
+            self.i += 1
+            return self.tokens[self.i - 1][1]
+        return None
+
+    def expect_id(self, what: str) -> str:
+        value = self.take_id()
+        if value is None:
+            raise self.error(f"expected {what}")
+        return value
+
+    def requirements(self) -> list[LabelRequirement]:
+        reqs: list[LabelRequirement] = []
+        while not self.done():
+            reqs.append(self.requirement())
+            if not self.done():
+                if not self.take(("op", ",")):
+                    raise self.error("expected ','")
+                if self.done():
+                    raise self.error("trailing ','")
+        return reqs
+
+    def requirement(self) -> LabelRequirement:
+        negate = self.take(("op", "!"))
+        key = self.expect_id("a key")
         _validate_key(key)
         if negate:
-            reqs.append(LabelRequirement(key, "!exists", frozenset()))
-        elif i >= len(tokens) or tokens[i] == ("op", ","):
-            reqs.append(LabelRequirement(key, "exists", frozenset()))
-        else:
-            kind, tok = tokens[i]
-            i += 1
-            if kind == "op" and tok in ("=", "==", "!="):
-                value = ""
-                if i < len(tokens) and tokens[i][0] == "id":
-                    value = tokens[i][1]
-                    i += 1
-                _validate_value(value)
-                reqs.append(LabelRequirement(key, "notin" if tok == "!=" else "in", frozenset([value])))
-            elif kind == "op" and tok in ("<", ">"):
-                value = expect_id("a number")
-                try:
-                    int(value)
-                except ValueError:
-                    raise LabelSelectorError(
-                        f"unable to parse selector {selector!r}: {value!r} is not an integer"
-                    ) from None
-                reqs.append(LabelRequirement(key, "gt" if tok == ">" else "lt", frozenset([value])))
-            elif kind == "id" and tok in ("in", "notin"):
-                if i >= len(tokens) or tokens[i] != ("op", "("):
-                    raise LabelSelectorError(f"unable to parse selector {selector!r}: expected '('")
-                i += 1
-                values: list[str] = []
-                while True:
-                    if i < len(tokens) and tokens[i][0] == "id":
-                        values.append(tokens[i][1])
-                        i += 1
-                    else:
-                        values.append("")
-                    if i < len(tokens) and tokens[i] == ("op", ","):
-                        i += 1
-                        continue
-                    if i < len(tokens) and tokens[i] == ("op", ")"):
-                        i += 1
-                        break
-                    raise LabelSelectorError(f"unable to parse selector {selector!r}: expected ')'")
-                if values == [""]:
-                    raise LabelSelectorError(
-                        f"invalid selector {selector!r}: for 'in', 'notin' operators, "
-                        "values set can't be empty"
-                    )
-                for v in values:
-                    _validate_value(v)
-                reqs.append(LabelRequirement(key, tok, frozenset(values)))
-            else:
-                raise LabelSelectorError(f"unable to parse selector {selector!r}: unexpected {tok!r}")
-        if i < len(tokens):
-            if tokens[i] != ("op", ","):
-                raise LabelSelectorError(f"unable to parse selector {selector!r}: expected ','")
-            i += 1
-            if i >= len(tokens):
-                raise LabelSelectorError(f"unable to parse selector {selector!r}: trailing ','")
-    return reqs
+            return LabelRequirement(key, "!exists", frozenset())
+        if self.done() or self.tokens[self.i] == ("op", ","):
+            return LabelRequirement(key, "exists", frozenset())
+        kind, tok = self.tokens[self.i]
+        self.i += 1
+        if kind == "op" and tok in ("=", "==", "!="):
+            value = self.take_id() or ""
+            _validate_value(value)
+            return LabelRequirement(key, "notin" if tok == "!=" else "in", frozenset([value]))
+        if kind == "op" and tok in ("<", ">"):
+            value = self.expect_id("a number")
+            try:
+                int(value)
+            except ValueError:
+                raise self.error(f"{value!r} is not an integer") from None
+            return LabelRequirement(key, "gt" if tok == ">" else "lt", frozenset([value]))
+        if kind == "id" and tok in ("in", "notin"):
+            return LabelRequirement(key, tok, frozenset(self.value_set()))
+        raise self.error(f"unexpected {tok!r}")
+
+    def value_set(self) -> list[str]:
+        """`(v1, v2, ...)` after `in`/`notin`; a missing value is the empty string."""
+        if not self.take(("op", "(")):
+            raise self.error("expected '('")
+        values: list[str] = []
+        while True:
+            values.append(self.take_id() or "")
+            if self.take(("op", ",")):
+                continue
+            if self.take(("op", ")")):
+                break
+            raise self.error("expected ')'")
+        if values == [""]:
+            raise LabelSelectorError(
+                f"invalid selector {self.selector!r}: for 'in', 'notin' operators, "
+                "values set can't be empty"
+            )
+        for v in values:
+            _validate_value(v)
+        return values
+
+
+def parse_selector(selector: str) -> list[LabelRequirement]:
+    """Parse a hubble label selector into Kubernetes requirements (ANDed)."""
+    return _Parser(_tokenize(translate_selector(selector), selector), selector).requirements()
 
 
 def compile_selector(selector: str) -> LabelsMatcher:

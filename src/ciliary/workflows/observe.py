@@ -36,14 +36,10 @@ from ciliary.flows.codec import (
     display_name,
     iter_raw,
 )
-from ciliary.flows.filter import (
-    FilterError,
-    FilterFlags,
-    FlowFilter,
-    FlowMatcher,
-    build_flow_filters,
-)
+from ciliary.flows.filter import FilterFlags, build_flow_filters
+from ciliary.flows.flowfilter import FilterError, FlowFilter
 from ciliary.flows.gotime import NS, TIME_FORMAT_NAMES, parse_rfc3339_ns, parse_time_arg
+from ciliary.flows.matcher import FlowMatcher
 from ciliary.flows.printer import OUTPUT_FORMATS, Printer, PrinterOptions
 
 JSON = dict[str, Any]
