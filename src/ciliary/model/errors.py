@@ -48,8 +48,8 @@ def format_path(path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class ValidationIssue:
-    """One thing wrong with the input, located precisely enough to fix it."""
+class _Located:
+    """Where something in the input is, and what is said of it."""
 
     file: str
     line: int | None
@@ -73,31 +73,16 @@ class ValidationIssue:
 
 
 @dataclass(frozen=True)
-class ValidationWarning:
+class ValidationIssue(_Located):
+    """One thing wrong with the input, located precisely enough to fix it."""
+
+
+@dataclass(frozen=True)
+class ValidationWarning(_Located):
     """Something accepted as it is but worth fixing (an object given twice, identically).
 
     Located like a ValidationIssue; a separate type so that warnings never mix with the
     errors that stop a load."""
-
-    file: str
-    line: int | None
-    document: int | None
-    object: str | None
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "document": self.document,
-            "object": self.object,
-            "field": self.field,
-            "message": self.message,
-        }
-
-    def __str__(self) -> str:
-        return _located(self.file, self.line, self.document, self.object, self.field, self.message)
 
 
 def _located(
