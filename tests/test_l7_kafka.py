@@ -21,7 +21,7 @@ from ciliary.l7.kafka import (
     TOPIC_API_KEYS,
 )
 from ciliary.model.cilium import PortRuleKafka
-from ciliary.model.validate import KAFKA_API_KEYS
+from ciliary.model.values import KAFKA_API_KEYS
 
 
 def krule(**kw: object) -> PortRuleKafka:

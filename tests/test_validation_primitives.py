@@ -1,11 +1,11 @@
-"""The small parsers validate.py mirrors from Go: strconv.ParseUint, netip.ParsePrefix,
+"""The small parsers model/values.py mirrors from Go: strconv.ParseUint, netip.ParsePrefix,
 IANA service names, Cilium's extended label keys, apimachinery's qualified names."""
 
 from __future__ import annotations
 
 import pytest
 
-from ciliary.model.validate import (
+from ciliary.model.values import (
     ParsedPrefix,
     cilium_extended_key,
     go_parse_uint16,

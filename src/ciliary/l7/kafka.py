@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ciliary.model.cilium import PortRuleKafka
-from ciliary.model.validate import KAFKA_API_KEYS, KAFKA_ROLES
+from ciliary.model.values import KAFKA_API_KEYS, KAFKA_ROLES
 
 __all__ = [
     "CONSUME_ROLE_API_KEYS",
@@ -63,7 +63,7 @@ __all__ = [
 KAFKA_DENY_ERROR_CODE = 29
 KAFKA_DENY_ERROR_NAME = "TOPIC_AUTHORIZATION_FAILED"
 
-# kafka.go APIKeyMap, in number order (0..33). The name set itself is validate.py's.
+# kafka.go APIKeyMap, in number order (0..33). The name set itself is model/values.py's.
 _API_KEYS_IN_ORDER = (
     "produce", "fetch", "offsets", "metadata", "leaderandisr", "stopreplica",
     "updatemetadata", "controlledshutdown", "offsetcommit", "offsetfetch", "findcoordinator",
@@ -74,7 +74,7 @@ _API_KEYS_IN_ORDER = (
     "deleteacls", "describeconfigs", "alterconfigs",
 )  # fmt: skip
 if frozenset(_API_KEYS_IN_ORDER) != KAFKA_API_KEYS:  # pragma: no cover - guards drift
-    raise ImportError("ciliary.l7.kafka: API key table disagrees with model.validate")
+    raise ImportError("ciliary.l7.kafka: API key table disagrees with model.values")
 
 KAFKA_API_KEY_NUMBERS: Mapping[str, int] = {n: i for i, n in enumerate(_API_KEYS_IN_ORDER)}
 KAFKA_API_KEY_NAMES: Mapping[int, str] = dict(enumerate(_API_KEYS_IN_ORDER))

@@ -8,7 +8,8 @@ and kept so commands can report them as "not evaluated".
 
 API surface: the newest CRD plus what Cilium 1.18 still served and the newest CRD dropped
 (L7 `kafka`, `l7proto`/`l7`, and selectors in `fromRequires`/`toRequires`). Value
-constraints (patterns, enums, ranges, Cilium's import-time checks) live in validate.py so
+constraints (patterns, enums, ranges, Cilium's import-time checks) live in validate.py (and
+values.py, validate_k8s.py) so
 their messages can use Cilium's wording and point at the exact field.
 
 Contracts: loaded objects are shared, not copied, by the layers above (a rule's `L7Rules`

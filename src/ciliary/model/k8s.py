@@ -1,6 +1,7 @@
 """`networking.k8s.io/v1` NetworkPolicy, typed as the Kubernetes API server reads it.
 
-Types only; the API server's value checks are in `ciliary.model.validate`.
+Types only; the API server's value checks are in `ciliary.model.validate_k8s` and
+`ciliary.model.values`.
 """
 
 from __future__ import annotations

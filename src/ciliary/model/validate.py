@@ -1,6 +1,8 @@
-"""Import-time checks beyond the typed model: the CRD schema's constraints, Cilium's
-rule validation (pkg/policy/api/rule_validation.go and friends) and the Kubernetes API
-server's NetworkPolicy validation (pkg/apis/networking/validation/validation.go).
+"""Import-time checks beyond the typed model, and their entry point `validate_object` for
+every policy kind: here the CRD schema's constraints and Cilium's rule validation
+(pkg/policy/api/rule_validation.go and friends) for CNP/CCNP; the API server's metadata,
+selector and NetworkPolicy checks are in `ciliary.model.validate_k8s`, the value-level
+primitives and tables in `ciliary.model.values`.
 
 Every check returns (path inside the object, message). Paths point at the offending field;
 messages use Cilium's (or the API server's) wording where there is one. Unlike Cilium,
@@ -9,25 +11,13 @@ that depend on a broken value are skipped so one mistake gives one message.
 
 Contracts:
 * `validate_object` only reads the object; problems are returned, not raised.
-* `parse_prefix` and `re2_error` are pure functions of their arguments, memoised
-  (`lru_cache`); the `ParsedPrefix` results are frozen and shared.
-* The tables here are the single source for other layers (`ICMP_TYPES` for
-  `ciliary.policy.ports`, `KAFKA_API_KEYS` and `KAFKA_ROLES` for `ciliary.l7.kafka`):
-  constants, never to be changed.
+* `has_l7_rules` is a pure predicate on a typed object (for the engine's L7-proxy gate).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
-import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Literal
-
-import re2
 
 from ciliary.model.cilium import (
     CIDRRule,
@@ -48,50 +38,37 @@ from ciliary.model.cilium import (
     _IngressCommon,
 )
 from ciliary.model.errors import Path
-from ciliary.model.k8s import IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort
-from ciliary.model.meta import LabelSelector, ObjectMeta
+from ciliary.model.k8s import NetworkPolicy
+from ciliary.model.meta import LabelSelector
 from ciliary.model.options import ValidationOptions
+from ciliary.model.validate_k8s import BaseValidator, KnpValidator, Problem
+from ciliary.model.values import (
+    DNS_NAME_CHARS,
+    DNS_PATTERN_CHARS,
+    ENTITIES,
+    EXTENDED_PROTOCOLS,
+    ICMP_TYPES,
+    KAFKA_API_KEYS,
+    KAFKA_ROLES,
+    PROTOCOLS,
+    dns1123_subdomain_errors,
+    dns_structure_msg,
+    dns_structure_ok,
+    go_parse_uint16,
+    is_iana_svc_name,
+    max_len_error,
+    parse_prefix,
+    printable,
+    q,
+    re2_error,
+)
 
-Problem = tuple[Path, str]
 PolicyObject = CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy | NetworkPolicy
 
 # rule_validation.go: maxPorts, maxICMPFields (also maxItems in the CRD).
 MAX_PORTS = 40
 MAX_ICMP_FIELDS = 40
 
-# entity.go: the CRD enum of Entity (world-ipv4/world-ipv6 exist in Go but not in the enum).
-ENTITIES = (
-    "all", "world", "cluster", "host", "init", "ingress", "unmanaged",
-    "remote-node", "health", "none", "kube-apiserver",
-)  # fmt: skip
-# l4.go / the CRD enum of PortProtocol.protocol. The extended IP protocols need
-# --enable-extended-ip-protocols and have no transport ports.
-PROTOCOLS = ("TCP", "UDP", "SCTP", "ANY")
-EXTENDED_PROTOCOLS = ("VRRP", "IGMP", "GRE", "IPIP", "IPV6", "ESP", "AH")
-
-# icmp.go: icmpIpv4TypeNameToCode / icmpIpv6TypeNameToCode.
-ICMP_TYPES: dict[str, dict[str, int]] = {
-    "IPv4": {
-        "EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "Echo": 8,
-        "EchoRequest": 8, "RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11,
-        "ParameterProblem": 12, "Timestamp": 13, "TimestampReply": 14, "Photuris": 40,
-        "ExtendedEchoRequest": 42, "ExtendedEchoReply": 43,
-    },
-    "IPv6": {
-        "DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3,
-        "ParameterProblem": 4, "EchoRequest": 128, "EchoReply": 129,
-        "MulticastListenerQuery": 130, "MulticastListenerReport": 131,
-        "MulticastListenerDone": 132, "RouterSolicitation": 133, "RouterAdvertisement": 134,
-        "NeighborSolicitation": 135, "NeighborAdvertisement": 136, "RedirectMessage": 137,
-        "RouterRenumbering": 138, "ICMPNodeInformationQuery": 139,
-        "ICMPNodeInformationResponse": 140, "InverseNeighborDiscoverySolicitation": 141,
-        "InverseNeighborDiscoveryAdvertisement": 142, "HomeAgentAddressDiscoveryRequest": 144,
-        "HomeAgentAddressDiscoveryReply": 145, "MobilePrefixSolicitation": 146,
-        "MobilePrefixAdvertisement": 147, "DuplicateAddressRequestCodeSuffix": 157,
-        "DuplicateAddressConfirmationCodeSuffix": 158, "ExtendedEchoRequest": 160,
-        "ExtendedEchoReply": 161,
-    },
-}  # fmt: skip
 # The CRD pattern of ICMPField.type, verbatim: YAML folding turned "ExtendedEchoReply"
 # into "ExtendedEcho Reply", so the API server rejects that name (use 43 / 161).
 _ICMP_TYPE_CRD = re.compile(
@@ -107,56 +84,16 @@ _ICMP_TYPE_CRD = re.compile(
     r"|DuplicateAddressRequestCodeSuffix|DuplicateAddressConfirmationCodeSuffix)$"
 )
 
-# kafka/kafka.go: APIKeyMap (matched case-insensitively) and the roles.
-KAFKA_API_KEYS = frozenset((
-    "produce", "fetch", "offsets", "metadata", "leaderandisr", "stopreplica",
-    "updatemetadata", "controlledshutdown", "offsetcommit", "offsetfetch", "findcoordinator",
-    "joingroup", "heartbeat", "leavegroup", "syncgroup", "describegroups", "listgroups",
-    "saslhandshake", "apiversions", "createtopics", "deletetopics", "deleterecords",
-    "initproducerid", "offsetforleaderepoch", "addpartitionstotxn", "addoffsetstotxn", "endtxn",
-    "writetxnmarkers", "txnoffsetcommit", "describeacls", "createacls", "deleteacls",
-    "describeconfigs", "alterconfigs",
-))  # fmt: skip
-KAFKA_ROLES = ("produce", "consume")  # the CRD enum is case-sensitive
 KAFKA_MAX_TOPIC_LEN = 255
 # kafka.go TopicValidChar is `^[a-zA-Z0-9\\._\\-]+$` in a Go raw string: '\' is allowed too.
 _KAFKA_TOPIC = re.compile(r"[A-Za-z0-9\\._-]+")
 _KAFKA_API_VERSION = re.compile(r"[+-]?[0-9]+")  # strconv.ParseInt(s, 10, 16) syntax
 
-# Kubernetes apimachinery validation (util/validation, api/validate/content).
-_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL)
-_DNS1123_SUBDOMAIN_RE = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
-_QUALIFIED_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_LABEL_VALUE_RE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-_DNS1123_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-    "'-' or '.', and must start and end with an alphanumeric character"
-)
-_DNS1123_LABEL_MSG = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-    "and must start and end with an alphanumeric character"
-)
-_QUALIFIED_NAME_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-    "with an alphanumeric character"
-)
-_LABEL_VALUE_MSG = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', "
-    "'_' or '.', and must start and end with an alphanumeric character"
-)
-
-_DNS_NAME_CHARS = frozenset("-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
-_DNS_PATTERN_CHARS = _DNS_NAME_CHARS | {"*"}
-_ALNUM_DASH = frozenset("-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_DIGITS = frozenset("0123456789")
-_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
 
 def validate_object(obj: PolicyObject, options: ValidationOptions) -> list[Problem]:
     """Every problem of one typed policy object; empty if it would be accepted."""
     if isinstance(obj, NetworkPolicy):
-        k = _KnpValidator(options)
+        k = KnpValidator(options)
         k.metadata(obj.metadata, namespaced=True)
         k.knp(obj)
         return k.problems
@@ -164,366 +101,6 @@ def validate_object(obj: PolicyObject, options: ValidationOptions) -> list[Probl
     c.metadata(obj.metadata, namespaced=c.namespaced)
     c.policy(obj)
     return c.problems
-
-
-# --------------------------------------------------------------------------------------
-# Primitive checks (pure functions, return messages)
-# --------------------------------------------------------------------------------------
-
-
-def q(value: str, limit: int = 80) -> str:
-    """A value quoted for a message, shortened when long (Go's %q, roughly)."""
-    if len(value) > limit:
-        value = value[: limit - 3] + "..."
-    return json.dumps(value, ensure_ascii=False)
-
-
-def max_len_error(n: int) -> str:
-    return f"must be no more than {n} characters"
-
-
-def dns1123_subdomain_errors(value: str) -> list[str]:
-    errs = []
-    if len(value) > 253:
-        errs.append(max_len_error(253))
-    elif not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(_DNS1123_SUBDOMAIN_MSG)
-    return errs
-
-
-def dns1123_label_errors(value: str) -> list[str]:
-    if len(value) > 63:
-        return [max_len_error(63)]
-    if not _DNS1123_LABEL_RE.fullmatch(value):
-        return [_DNS1123_LABEL_MSG]
-    return []
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """apimachinery IsQualifiedName: `[prefix/]name`, prefix a DNS subdomain, name ≤63."""
-    parts = value.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            return ["prefix part must be non-empty"]
-        errs = [f"prefix part {m}" for m in dns1123_subdomain_errors(prefix)]
-        if errs:
-            return errs
-    else:
-        return [
-            f"a qualified name {_QUALIFIED_NAME_MSG} with an optional DNS subdomain prefix "
-            "and '/' (e.g. 'example.com/MyName')"
-        ]
-    if not name:
-        return ["name part must be non-empty"]
-    if len(name) > 63:
-        return [f"name part {max_len_error(63)}"]
-    if not _QUALIFIED_NAME_RE.fullmatch(name):
-        return [f"name part {_QUALIFIED_NAME_MSG}"]
-    return []
-
-
-def label_value_errors(value: str) -> list[str]:
-    if len(value) > 63:
-        return [max_len_error(63)]
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        return [_LABEL_VALUE_MSG]
-    return []
-
-
-def is_iana_svc_name(name: str) -> bool:
-    """Cilium's pkg/iana IsSvcName (RFC 6335 5.1; case-insensitive, unlike Kubernetes').
-
-    Equivalent to `^([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*$` with 1-15 characters.
-    """
-    return (
-        0 < len(name) <= 15
-        and all(c in _ALNUM_DASH for c in name)
-        and any(c in _ASCII_LETTERS for c in name)
-        and name[0] != "-"
-        and name[-1] != "-"
-        and "--" not in name
-    )
-
-
-def k8s_port_name_errors(port: str) -> list[str]:
-    """apimachinery IsValidPortName (IANA_SVC_NAME, lower case only)."""
-    errs = []
-    if len(port) > 15:
-        errs.append(max_len_error(15))
-    if not port or any(c not in "-abcdefghijklmnopqrstuvwxyz0123456789" for c in port):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not any("a" <= c <= "z" for c in port):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in port:
-        errs.append("must not contain consecutive hyphens")
-    if port and (port[0] == "-" or port[-1] == "-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
-
-
-def _go_underscore_ok(s: str) -> bool:
-    # strconv.underscoreOK: '_' only between digits or after a base prefix.
-    saw = "^"
-    i = 0
-    if s[:1] in ("+", "-"):
-        s = s[1:]
-    hexa = False
-    if len(s) >= 2 and s[0] == "0" and s[1].lower() in "box":
-        i, saw, hexa = 2, "0", s[1].lower() == "x"
-    while i < len(s):
-        c = s[i]
-        if c in _DIGITS or (hexa and c.lower() in "abcdef"):
-            saw = "0"
-        elif c == "_":
-            if saw != "0":
-                return False
-            saw = "_"
-        elif saw == "_":
-            return False
-        else:
-            saw = "!"
-        i += 1
-    return saw != "_"
-
-
-def go_parse_uint16(s: str) -> tuple[int, str | None]:
-    """strconv.ParseUint(s, 0, 16): (value, None) or (0, "invalid syntax"/"value out of range")."""
-    if not s:
-        return 0, "invalid syntax"
-    s0, base = s, 10
-    if s[0] == "0":
-        if len(s) >= 3 and s[1].lower() == "b":
-            base, s = 2, s[2:]
-        elif len(s) >= 3 and s[1].lower() == "o":
-            base, s = 8, s[2:]
-        elif len(s) >= 3 and s[1].lower() == "x":
-            base, s = 16, s[2:]
-        else:
-            base, s = 8, s[1:]
-    n = 0
-    underscores = False
-    for c in s:
-        if c == "_":
-            underscores = True
-            continue
-        if c in _DIGITS:
-            d = ord(c) - 48
-        elif c in _ASCII_LETTERS:
-            d = ord(c.lower()) - 87
-        else:
-            return 0, "invalid syntax"
-        if d >= base:
-            return 0, "invalid syntax"
-        n = n * base + d
-        if n > 0xFFFF:
-            return 0xFFFF, "value out of range"
-    if underscores and not _go_underscore_ok(s0):
-        return 0, "invalid syntax"
-    return n, None
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True)
-class ParsedPrefix:
-    addr: Address  # as written (host bits may be set)
-    bits: int
-    network: Network  # masked
-    leading_zeros: bool = False  # only ever True with sloppy=True
-
-
-def _looks_like_netmask(bits: str) -> bool:
-    return bits.count(".") == 3 and all(p and set(p) <= _DIGITS for p in bits.split("."))
-
-
-@lru_cache(maxsize=8192)
-def parse_prefix(text: str, sloppy: bool = False) -> ParsedPrefix | str:
-    """Go's netip.ParsePrefix (sloppy: k8s ParseCIDRSloppy, leading zeros allowed).
-
-    Returns the prefix or the reason it is not one. Cached: clusters repeat CIDRs a lot.
-    """
-    slash = text.rfind("/")
-    if slash < 0:
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            return "not an IP prefix (expected an address and a prefix length, e.g. 10.0.0.0/8)"
-        return "missing prefix length: a single address needs /32 (IPv4) or /128 (IPv6)"
-    addr_text, bits_text = text[:slash], text[slash + 1 :]
-    if "%" in addr_text:
-        return "IPv6 zones cannot be present in a prefix"
-    leading = False
-    try:
-        addr: Address = ipaddress.ip_address(addr_text)
-    except ValueError:
-        octets = addr_text.split(".")
-        if not (
-            sloppy
-            and len(octets) == 4
-            and all(o and set(o) <= _DIGITS and len(o) <= 3 for o in octets)
-        ):
-            return f"invalid IP address {q(addr_text)}"
-        try:
-            addr = ipaddress.IPv4Address(".".join(str(int(o)) for o in octets))
-        except ValueError:
-            return f"invalid IP address {q(addr_text)}"
-        leading = True
-    if _looks_like_netmask(bits_text):
-        try:
-            mask = int(ipaddress.IPv4Address(bits_text))
-        except ValueError:
-            return f"bad prefix length {q(bits_text)}"
-        inverted = ~mask & 0xFFFFFFFF
-        if inverted & (inverted + 1):
-            return f"CIDR cannot specify non-contiguous mask {text}"
-        return "netmask notation is not supported: use a prefix length (e.g. /24)"
-    if not bits_text or not all(c in _DIGITS for c in bits_text) or len(bits_text) > 3:
-        return f"bad prefix length {q(bits_text)}"
-    if len(bits_text) > 1 and bits_text[0] == "0":
-        if not sloppy:
-            return f"bad prefix length {q(bits_text)}: leading zeros"
-        leading = True
-    bits = int(bits_text)
-    if bits > addr.max_prefixlen:
-        return (
-            f"prefix length {bits} out of range (IPv{addr.version} allows 0-{addr.max_prefixlen})"
-        )
-    network = ipaddress.ip_network((addr, bits), strict=False)
-    return ParsedPrefix(addr, bits, network, leading)
-
-
-def _is_4in6(addr: Address) -> bool:
-    return isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None
-
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # errors are reported, not logged to stderr
-
-
-@lru_cache(maxsize=4096)
-def re2_error(pattern: str) -> str | None:
-    """Why Go's regexp (RE2 syntax) would reject `pattern`, or None. Cached."""
-    try:
-        re2.compile(pattern, options=_RE2_OPTIONS)
-    except re2.error as e:
-        detail = e.args[0] if e.args else ""
-        if isinstance(detail, bytes):
-            detail = detail.decode("utf-8", "replace")
-        return str(detail) or "invalid regular expression"
-    except (TypeError, ValueError) as e:
-        return str(e)
-    return None
-
-
-_GO_OTHER = frozenset(("Cc", "Cf", "Co", "Cs"))  # Go's unicode.C has no Cn (unassigned)
-
-
-def printable(value: str) -> bool:
-    r"""The CRD's `^\PC*$` (Go RE2): no control, format, private-use or surrogate chars."""
-    return not any(unicodedata.category(c) in _GO_OTHER for c in value)
-
-
-def cilium_extended_key(key: str, source_prefix: str | None = None) -> str:
-    """The key as Cilium validates it: labels.GetExtendedKeyFrom (`k8s:app` -> `k8s.app`,
-    `app` -> `any.app`, `$host` -> `reserved.host`), or `<prefix>.<key>` when a fixed source
-    is given (cidrGroupSelector)."""
-    if source_prefix is not None:
-        return f"{source_prefix}.{key}"
-    if key.startswith("$"):
-        src, rest = "reserved", key[1:]
-    elif ":" in key:
-        src, rest = key.split(":", 1)
-    elif key.startswith("reserved."):
-        src, rest = "reserved", key[len("reserved.") :]
-    else:
-        src, rest = "", key
-    rest = rest.split("=", 1)[0]
-    return f"{src or 'any'}.{rest}"
-
-
-# --------------------------------------------------------------------------------------
-# Shared: metadata and label selectors
-# --------------------------------------------------------------------------------------
-
-SelectorMode = Literal["cilium", "cidrgroup", "values", "k8s"]
-
-
-class _Validator:
-    def __init__(self, options: ValidationOptions) -> None:
-        self.options = options
-        self.problems: list[Problem] = []
-
-    def add(self, path: Path, message: str) -> None:
-        self.problems.append((path, message))
-
-    def metadata(self, meta: ObjectMeta, namespaced: bool) -> None:
-        # apimachinery ValidateObjectMeta with NameIsDNSSubdomain (CRs and NetworkPolicy).
-        path: Path = ("metadata",)
-        if not meta.name:
-            self.add((*path, "name"), "required field is missing")
-        else:
-            for m in dns1123_subdomain_errors(meta.name):
-                self.add((*path, "name"), f"invalid name {q(meta.name)}: {m}")
-        if namespaced and meta.namespace:
-            for m in dns1123_label_errors(meta.namespace):
-                self.add((*path, "namespace"), f"invalid namespace {q(meta.namespace)}: {m}")
-        for key, value in (meta.labels or {}).items():
-            for m in qualified_name_errors(key):
-                self.add((*path, "labels", key), f"invalid label key {q(key)}: {m}")
-            for m in label_value_errors(value):
-                self.add((*path, "labels", key), f"invalid label value {q(value)}: {m}")
-        for key in meta.annotations or {}:
-            for m in qualified_name_errors(key.lower()):
-                self.add((*path, "annotations", key), f"invalid annotation key {q(key)}: {m}")
-
-    def selector(self, path: Path, sel: LabelSelector, mode: SelectorMode) -> None:
-        """Label selector validity (apimachinery ValidateLabelSelector).
-
-        cilium: keys validated as Cilium's extended keys (selector.go sanitize/Validate);
-        cidrgroup: keys under the `cidrgroup` source (rule_validation.go CIDRRule);
-        values: only the CRD's matchLabels value pattern (service selectors);
-        k8s: plain Kubernetes keys (NetworkPolicy).
-        """
-        head = "invalid label selector: " if mode != "k8s" else ""
-        for key, value in (sel.match_labels or {}).items():
-            kpath = (*path, "matchLabels", key)
-            if mode != "values":
-                self._selector_key(kpath, key, mode, head)
-            for m in label_value_errors(value):
-                self.add(kpath, f"{head}invalid value {q(value)}: {m}")
-        if mode == "values":
-            return
-        for i, req in enumerate(sel.match_expressions or []):
-            rpath = (*path, "matchExpressions", i)
-            self._selector_key((*rpath, "key"), req.key, mode, head)
-            if req.operator in ("In", "NotIn"):
-                if not req.values:
-                    where = (*rpath, "values") if req.values is not None else rpath
-                    self.add(
-                        where, f"{head}values must be specified when `operator` is 'In' or 'NotIn'"
-                    )
-            elif req.values:
-                self.add(
-                    (*rpath, "values"),
-                    f"{head}values may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                )
-            for j, value in enumerate(req.values or []):
-                for m in label_value_errors(value):
-                    self.add((*rpath, "values", j), f"{head}invalid value {q(value)}: {m}")
-
-    def _selector_key(self, path: Path, key: str, mode: SelectorMode, head: str) -> None:
-        if mode == "k8s":
-            checked = key
-        else:
-            checked = cilium_extended_key(key, "cidrgroup" if mode == "cidrgroup" else None)
-        for m in qualified_name_errors(checked):
-            note = f" (Cilium validates it as {q(checked)})" if checked != key else ""
-            self.add(path, f"{head}invalid key {q(key)}: {m}{note}")
 
 
 # --------------------------------------------------------------------------------------
@@ -551,7 +128,7 @@ def has_l7_rules(obj: object) -> bool:
     return False
 
 
-class _CiliumValidator(_Validator):
+class _CiliumValidator(BaseValidator):
     def __init__(self, options: ValidationOptions, namespaced: bool) -> None:
         super().__init__(options)
         self.namespaced = namespaced
@@ -892,8 +469,8 @@ class _CiliumValidator(_Validator):
                 self.add((*p, i), "empty server name is not allowed")
             elif len(name) > 255:
                 self.add((*p, i), max_len_error(255))
-            elif not _dns_structure_ok(name, _DNS_PATTERN_CHARS):
-                self.add((*p, i), f"invalid server name {q(name)}: " + _dns_structure_msg(True))
+            elif not dns_structure_ok(name, DNS_PATTERN_CHARS):
+                self.add((*p, i), f"invalid server name {q(name)}: " + dns_structure_msg(True))
             elif name in seen:
                 self.add((*p, i), f"duplicate server name {q(name)}")
             seen.add(name)
@@ -992,7 +569,7 @@ class _CiliumValidator(_Validator):
         field = "matchPattern" if is_pattern else "matchName"
         value = s.match_pattern if s.match_pattern is not None else s.match_name
         assert value is not None
-        chars = _DNS_PATTERN_CHARS if is_pattern else _DNS_NAME_CHARS
+        chars = DNS_PATTERN_CHARS if is_pattern else DNS_NAME_CHARS
         if len(value) > 255:
             self.add((*p, field), max_len_error(255))
         elif any(c not in chars for c in value):
@@ -1002,8 +579,8 @@ class _CiliumValidator(_Validator):
                 (*p, field),
                 f"Invalid characters in {name}: {q(value)}. Only {allowed} characters are allowed",
             )
-        elif not _dns_structure_ok(value, chars):
-            self.add((*p, field), f"invalid {field} {q(value)}: " + _dns_structure_msg(is_pattern))
+        elif not dns_structure_ok(value, chars):
+            self.add((*p, field), f"invalid {field} {q(value)}: " + dns_structure_msg(is_pattern))
 
 
 _NODES_FLAG = (
@@ -1022,131 +599,3 @@ def _invalid_protocol(value: str, allowed: Sequence[str]) -> str:
     elif upper in EXTENDED_PROTOCOLS:
         msg += " (extended IP protocols need --enable-extended-ip-protocols)"
     return msg
-
-
-def _dns_structure_ok(value: str, chars: frozenset[str]) -> bool:
-    # The CRD pattern ^([-a-zA-Z0-9_(*)]+[.]?)+$ without its backtracking: non-empty,
-    # allowed characters, no leading dot, no empty label.
-    return bool(value) and value[0] != "." and ".." not in value and all(c in chars for c in value)
-
-
-def _dns_structure_msg(pattern: bool) -> str:
-    return (
-        "must be a DNS name"
-        + (" pattern" if pattern else "")
-        + (" (non-empty, no leading '.', no empty labels)")
-    )
-
-
-# --------------------------------------------------------------------------------------
-# networking.k8s.io/v1 NetworkPolicy
-# --------------------------------------------------------------------------------------
-
-
-class _KnpValidator(_Validator):
-    def knp(self, obj: NetworkPolicy) -> None:
-        # networking/validation/validation.go ValidateNetworkPolicySpec.
-        spec = obj.spec
-        self.selector(("spec", "podSelector"), spec.pod_selector, "k8s")
-        for i, ing in enumerate(spec.ingress or []):
-            for j, port in enumerate(ing.ports or []):
-                self.port(("spec", "ingress", i, "ports", j), port)
-            for j, peer in enumerate(ing.from_ or []):
-                self.peer(("spec", "ingress", i, "from", j), peer)
-        for i, eg in enumerate(spec.egress or []):
-            for j, port in enumerate(eg.ports or []):
-                self.port(("spec", "egress", i, "ports", j), port)
-            for j, peer in enumerate(eg.to or []):
-                self.peer(("spec", "egress", i, "to", j), peer)
-        if spec.policy_types is not None and len(spec.policy_types) > 2:
-            self.add(("spec", "policyTypes"), "may not specify more than two policyTypes")
-
-    def port(self, p: Path, port: NetworkPolicyPort) -> None:
-        if port.protocol is not None and port.protocol not in ("TCP", "UDP", "SCTP"):
-            self.add(
-                (*p, "protocol"),
-                f'unsupported value {q(port.protocol)}: must be one of "TCP", "UDP", "SCTP"',
-            )
-        end = port.end_port
-        if isinstance(port.port, int):
-            if not 1 <= port.port <= 65535:
-                self.add(
-                    (*p, "port"),
-                    f"invalid value {port.port}: must be between 1 and 65535, inclusive",
-                )
-            if end is not None:
-                if end < port.port:
-                    self.add(
-                        (*p, "endPort"),
-                        f"invalid value {end}: must be greater than or equal to `port`",
-                    )
-                if not 1 <= end <= 65535:
-                    self.add(
-                        (*p, "endPort"),
-                        f"invalid value {end}: must be between 1 and 65535, inclusive",
-                    )
-        elif isinstance(port.port, str):
-            if end is not None:
-                self.add(
-                    (*p, "endPort"),
-                    f"invalid value {end}: may not be specified when `port` is non-numeric",
-                )
-            for m in k8s_port_name_errors(port.port):
-                self.add((*p, "port"), f"invalid value {q(port.port)}: {m}")
-        elif end is not None:
-            self.add(
-                (*p, "endPort"),
-                f"invalid value {end}: may not be specified when `port` is not specified",
-            )
-
-    def peer(self, p: Path, peer: NetworkPolicyPeer) -> None:
-        count = 0
-        if peer.pod_selector is not None:
-            count += 1
-            self.selector((*p, "podSelector"), peer.pod_selector, "k8s")
-        if peer.namespace_selector is not None:
-            count += 1
-            self.selector((*p, "namespaceSelector"), peer.namespace_selector, "k8s")
-        if peer.ip_block is not None:
-            count += 1
-            self.ip_block((*p, "ipBlock"), peer.ip_block)
-        if count == 0:
-            self.add(p, "must specify a peer (podSelector, namespaceSelector or ipBlock)")
-        elif count > 1 and peer.ip_block is not None:
-            self.add((*p, "ipBlock"), "may not specify both ipBlock and another peer")
-
-    def ip_block(self, p: Path, ipb: IPBlock) -> None:
-        # ValidateIPBlock + core/validation/ips.go parseCIDR (strict: newest API servers).
-        if ipb.cidr == "":
-            self.add((*p, "cidr"), "required field is missing")
-            return
-        cidr = self.k8s_cidr((*p, "cidr"), ipb.cidr)
-        for i, exc in enumerate(ipb.except_ or []):
-            ex = self.k8s_cidr((*p, "except", i), exc)
-            if cidr is None or ex is None:
-                continue
-            if ex.network.network_address not in cidr.network or cidr.bits >= ex.bits:
-                self.add(
-                    (*p, "except", i), f"invalid value {q(exc)}: must be a strict subset of `cidr`"
-                )
-
-    def k8s_cidr(self, p: Path, value: str) -> ParsedPrefix | None:
-        parsed = parse_prefix(value, sloppy=True)
-        if isinstance(parsed, str):
-            self.add(
-                p,
-                f"invalid value {q(value)}: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
-            )
-            return None
-        bad = None
-        if parsed.leading_zeros:
-            bad = "must not have leading 0s in IP or prefix length"
-        elif _is_4in6(parsed.addr):
-            bad = "must not have an IPv4-mapped IPv6 address"
-        elif parsed.addr != parsed.network.network_address:
-            bad = (
-                f"must not have bits set beyond the prefix length (did you mean {parsed.network}?)"
-            )
-        if bad:
-            self.add(p, f"invalid value {q(value)}: {bad}")
-        return parsed

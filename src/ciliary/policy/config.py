@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -113,6 +114,78 @@ def parse_bool(value: Any) -> bool | None:
     return None
 
 
+# A coercer turns a raw option value into the AgentConfig field's value: (value, None), or
+# (None, message) when the value is bad; the caller adds the file, line and key.
+_Coerced = tuple[Any, str | None]
+
+
+def _to_bool(v: Any) -> _Coerced:
+    b = parse_bool(v)
+    return (None, f"must be true or false, got {v!r}") if b is None else (b, None)
+
+
+def _one_of(allowed: tuple[str, ...]) -> Callable[[Any], _Coerced]:
+    def coerce(v: Any) -> _Coerced:
+        if v not in allowed:
+            return None, f"must be one of {', '.join(allowed)}, got {v!r}"
+        return v, None
+
+    return coerce
+
+
+def _to_cidr_match_mode(v: Any) -> _Coerced:
+    if v not in ("", "nodes", None):
+        return None, f'must be "" or "nodes", got {v!r}'
+    return v or "", None
+
+
+def _to_endpoint_globs(v: Any) -> _Coerced:
+    items = v.split() if isinstance(v, str) else v  # a ConfigMap value is one string
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        return None, "must be a list of namespace/pod names (globs allowed)"
+    return tuple(items), None
+
+
+def _to_count(v: Any) -> _Coerced:
+    n = int(v) if isinstance(v, str) and v.isdigit() else v
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        return None, f"must be a non-negative integer, got {v!r}"
+    return n, None
+
+
+def _to_duration(v: Any) -> _Coerced:
+    d = parse_duration(v)
+    return (None, f"must be a duration like 0s, 30s or 5m, got {v!r}") if d is None else (d, None)
+
+
+def _to_reject_code(v: Any) -> _Coerced:
+    if v not in ("refused", "nameError"):
+        return None, f"must be refused or nameError, got {v!r}"
+    return v, None
+
+
+def _to_cluster_name(v: Any) -> _Coerced:
+    if not isinstance(v, str) or not v:
+        return None, "must be a non-empty string"
+    return v, None
+
+
+# Every attribute of `_KEYS` has exactly one coercer.
+_COERCE: dict[str, Callable[[Any], _Coerced]] = {
+    **dict.fromkeys(_BOOLS, _to_bool),
+    **dict.fromkeys(_INTS, _to_count),
+    "enable_policy": _one_of(ENABLE_POLICY),
+    "allow_localhost": _one_of(ALLOW_LOCALHOST),
+    "policy_cidr_match_mode": _to_cidr_match_mode,
+    "audit_mode_endpoints": _to_endpoint_globs,
+    "tofqdns_idle_connection_grace_period": _to_duration,
+    "tofqdns_dns_reject_response_code": _to_reject_code,
+    "cluster_name": _to_cluster_name,
+}
+if set(_COERCE) != set(_KEYS.values()):  # pragma: no cover - guards drift
+    raise ImportError("ciliary.policy.config: an agent option has no coercer")
+
+
 def config_from_document(doc: Document) -> AgentConfig:
     value = doc.value
     issues: list[ValidationIssue] = []
@@ -142,55 +215,11 @@ def config_from_document(doc: Document) -> AgentConfig:
             else:
                 extra[key] = v
             continue
-        if attr in _BOOLS:
-            b = parse_bool(v)
-            if b is None:
-                issue(key, f"must be true or false, got {v!r}")
-                continue
-            kw[attr] = b
-        elif attr == "enable_policy":
-            if v not in ENABLE_POLICY:
-                issue(key, f"must be one of {', '.join(ENABLE_POLICY)}, got {v!r}")
-                continue
-            kw[attr] = v
-        elif attr == "allow_localhost":
-            if v not in ALLOW_LOCALHOST:
-                issue(key, f"must be one of {', '.join(ALLOW_LOCALHOST)}, got {v!r}")
-                continue
-            kw[attr] = v
-        elif attr == "policy_cidr_match_mode":
-            if v not in ("", "nodes", None):
-                issue(key, f'must be "" or "nodes", got {v!r}')
-                continue
-            kw[attr] = v or ""
-        elif attr == "audit_mode_endpoints":
-            items = v.split() if isinstance(v, str) else v
-            if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
-                issue(key, "must be a list of namespace/pod names (globs allowed)")
-                continue
-            kw[attr] = tuple(items)
-        elif attr in _INTS:
-            n = int(v) if isinstance(v, str) and v.isdigit() else v
-            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-                issue(key, f"must be a non-negative integer, got {v!r}")
-                continue
-            kw[attr] = n
-        elif attr == "tofqdns_idle_connection_grace_period":
-            d = parse_duration(v)
-            if d is None:
-                issue(key, f"must be a duration like 0s, 30s or 5m, got {v!r}")
-                continue
-            kw[attr] = d
-        elif attr == "tofqdns_dns_reject_response_code":
-            if v not in ("refused", "nameError"):
-                issue(key, f"must be refused or nameError, got {v!r}")
-                continue
-            kw[attr] = v
-        elif attr == "cluster_name":
-            if not isinstance(v, str) or not v:
-                issue(key, "must be a non-empty string")
-                continue
-            kw[attr] = v
+        coerced, msg = _COERCE[attr](v)
+        if msg is not None:
+            issue(key, msg)
+        else:
+            kw[attr] = coerced
     if issues:
         raise LoadError(issues)
     return AgentConfig(**kw, extra=extra)

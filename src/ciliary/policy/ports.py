@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ciliary.model.validate import ICMP_TYPES
+from ciliary.model.values import ICMP_TYPES
 
 PROTO_ANY = 0
 PROTO_ICMP = 1

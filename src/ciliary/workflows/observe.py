@@ -219,6 +219,55 @@ def _response_time_ns(f: JSON, env: JSON | None) -> int:
     return ns
 
 
+class _Tally:
+    """The read statistics of one run plus the flows that failed after being read (bad in
+    processing), mirrored into the public `ObserveCounts` by `sync`."""
+
+    def __init__(self, counts: ObserveCounts, strict: bool, on_bad: OnBadLine | None) -> None:
+        self.stats = ReadStats()
+        self.counts = counts
+        self.strict = strict
+        self.on_bad = on_bad
+        self.proc_bad = 0  # read as flows by the codec, so subtracted from flows_read
+
+    def bad(self, path: str, lineno: int, exc: Exception) -> None:
+        self.proc_bad += 1
+        reason = f"invalid flow: {exc}"
+        if self.strict:
+            raise FlowReadError(path, lineno, reason) from exc
+        b = BadLine(path, lineno, reason)
+        self.stats.add_bad(b)
+        if self.on_bad is not None:
+            self.on_bad(b)
+
+    def sync(self) -> None:
+        stats, counts = self.stats, self.counts
+        counts.flows_read = stats.flows - self.proc_bad
+        counts.skipped_non_flow = stats.non_flow
+        counts.non_flow_kinds = dict(stats.non_flow_kinds)
+        counts.bad_lines = stats.bad
+        counts.bad_line_reports = list(stats.bad_lines)
+
+
+_Kept = tuple[JSON, JSON | None, str, int]  # flow, envelope, file name, line number
+
+
+def _replay_last(
+    last: deque[_Kept], fmt: Callable[[JSON, JSON | None], list[str]], tally: _Tally
+) -> Iterator[str]:
+    # `--last N`: the kept flows are rendered only now; a render failure unmatches the flow.
+    counts = tally.counts
+    for f, env, name, lineno in last:
+        try:
+            lines = fmt(f, env)
+        except _FLOW_ERRORS as exc:
+            counts.matched -= 1
+            tally.bad(name, lineno, exc)
+            continue
+        counts.printed += 1
+        yield from lines
+
+
 def _run(
     paths: list[str | Path],
     opts: ObserveOptions,
@@ -229,36 +278,15 @@ def _run(
     counts: ObserveCounts,
     on_bad: OnBadLine | None,
 ) -> Iterator[str]:
-    stats = ReadStats()
+    # The per-flow loop is the hot path: everything it touches is bound to a local first.
+    tally = _Tally(counts, opts.strict, on_bad)
+    stats = tally.stats
     strict = opts.strict
     pred: Callable[[JSON], bool] | None = None if matcher.is_trivial else matcher.predicate
     window = since is not None or until is not None
     first = opts.first
-    last: deque[tuple[JSON, JSON | None, str, int]] | None = (
-        deque(maxlen=opts.last) if opts.last else None
-    )
+    last: deque[_Kept] | None = deque(maxlen=opts.last) if opts.last else None
     fmt = printer.format
-
-    proc_bad = 0
-
-    def bad(path: str, lineno: int, exc: Exception) -> None:
-        nonlocal proc_bad
-        proc_bad += 1
-        reason = f"invalid flow: {exc}"
-        if strict:
-            raise FlowReadError(path, lineno, reason) from exc
-        b = BadLine(path, lineno, reason)
-        stats.add_bad(b)
-        if on_bad is not None:
-            on_bad(b)
-
-    def sync() -> None:
-        counts.flows_read = stats.flows - proc_bad
-        counts.skipped_non_flow = stats.non_flow
-        counts.non_flow_kinds = dict(stats.non_flow_kinds)
-        counts.bad_lines = stats.bad
-        counts.bad_line_reports = list(stats.bad_lines)
-
     try:
         for path in paths:
             counts.files += 1
@@ -281,7 +309,7 @@ def _run(
                         continue
                     lines = fmt(f, env)
                 except _FLOW_ERRORS as exc:
-                    bad(name, lineno, exc)
+                    tally.bad(name, lineno, exc)
                     continue
                 counts.matched += 1
                 counts.printed += 1
@@ -292,18 +320,10 @@ def _run(
             if first and counts.printed >= first:
                 break
         if last is not None:
-            for f, env, name, lineno in last:
-                try:
-                    lines = fmt(f, env)
-                except _FLOW_ERRORS as exc:
-                    counts.matched -= 1
-                    bad(name, lineno, exc)
-                    continue
-                counts.printed += 1
-                yield from lines
+            yield from _replay_last(last, fmt, tally)
         yield from printer.finish()
     finally:
-        sync()
+        tally.sync()
 
 
 def run_observe_cli(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
@@ -371,17 +391,16 @@ _FILTER_VALUE: Final = frozenset(
 _OPTION_VALUE: Final = frozenset(
     {"since", "until", "first", "last", "output", "time-format", "allowlist", "denylist"}
 )
-_OPTION_BOOL: Final = frozenset(
-    {
-        "all",
-        "print-node-name",
-        "numeric",
-        "ip-translation",
-        "strict",
-        "validate",
-        "print-raw-filters",
-    }
-)
+# Boolean option flags that set the ObserveOptions field of that name; `--numeric` (the
+# negation of --ip-translation) and `--print-raw-filters` (a request field) are set by hand.
+_SWITCH_FIELD: Final = {
+    "all": "all",
+    "print-node-name": "print_node_name",
+    "ip-translation": "ip_translation",
+    "strict": "strict",
+    "validate": "validate",
+}
+_OPTION_BOOL: Final = frozenset({*_SWITCH_FIELD, "numeric", "print-raw-filters"})
 _UNSUPPORTED: Final = frozenset(
     {"all-namespaces", "from-all-namespaces", "to-all-namespaces", "follow", "field-mask"}
 )
@@ -404,6 +423,75 @@ def _to_int(flag: str, text: str) -> int:
     return int(text)
 
 
+def _flag(arg: str) -> tuple[str, str | None]:
+    """(long name, inline value or None) of `--name[=v]` or a short form `-n[=]v`."""
+    inline: str | None = None
+    if arg.startswith("--"):
+        name, eq, value = arg[2:].partition("=")
+        inline = value if eq else None
+    elif arg[:2] in _SHORT:
+        name = _SHORT[arg[:2]]
+        if len(arg) > 2:
+            inline = arg[2:].removeprefix("=")
+    else:
+        raise ValueError(f"unknown shorthand flag: {arg!r}")
+    if name in _UNSUPPORTED:
+        raise ValueError(f"--{name} is not supported")
+    return name, inline
+
+
+def _value(args: Iterator[str], flag: str, inline: str | None) -> str:
+    # The inline value, else the next argument (consumed from the shared iterator).
+    if inline is not None:
+        return inline
+    value = next(args, None)
+    if value is None:
+        raise ValueError(f"flag needs an argument: --{flag}")
+    return value
+
+
+def _add_filter(target: FilterFlags, name: str, inline: str | None, args: Iterator[str]) -> None:
+    if name in _FILTER_BOOL:
+        # hubble's --ipv4/--ipv6 ignore a value; only --(un)encrypted parse one.
+        on = _to_bool(name, inline) if name in ("encrypted", "unencrypted") else True
+        target.add(name, on)
+    else:
+        target.add(name, _value(args, name, inline))
+
+
+def _set_option(req: ObserveRequest, name: str, value: str) -> None:
+    """Apply one of the `_OPTION_VALUE` flags."""
+    opts = req.options
+    if name == "since":
+        opts.since = value
+    elif name == "until":
+        opts.until = value
+    elif name == "first":
+        opts.first = _to_int(name, value)
+    elif name == "last":
+        opts.last = _to_int(name, value)
+    elif name == "output":
+        if value not in OUTPUT_FORMATS and value != "JSON":
+            raise ValueError(f"invalid output format: {value}")
+        req.output = "json" if value == "JSON" else value
+    elif name == "time-format":
+        opts.time_format = value
+    elif name == "allowlist":
+        opts.allowlist.append(value)
+    elif name == "denylist":
+        opts.denylist.append(value)
+
+
+def _set_switch(req: ObserveRequest, name: str, on: bool) -> None:
+    """Apply one of the `_OPTION_BOOL` flags."""
+    if name == "print-raw-filters":
+        req.print_raw_filters = on
+    elif name == "numeric":
+        req.options.ip_translation = not on
+    else:
+        setattr(req.options, _SWITCH_FIELD[name], on)
+
+
 def parse_observe_args(argv: Sequence[str]) -> ObserveRequest:
     """Parse `FILE... [flags]` the way `hubble observe` parses its flags.
 
@@ -411,98 +499,33 @@ def parse_observe_args(argv: Sequence[str]) -> ObserveRequest:
     `--flag value`, `--flag=value`, the short forms `-n -l -t -4 -6 -o`, and `--` to end the
     flags. Raises ValueError (FilterError for filter flags) on bad arguments.
     """
-    paths: list[str] = []
-    opts = ObserveOptions()
-    req = ObserveRequest(paths, opts)
+    req = ObserveRequest([], ObserveOptions())
     negate = False
-    i = 0
-    args = list(argv)
-    while i < len(args):
-        arg = args[i]
-        i += 1
+    args = iter(list(argv))  # one cursor: flags that take a value consume the next argument
+    for arg in args:
         if arg == "--":
-            paths.extend(args[i:])
+            req.paths.extend(args)
             break
         if arg == "-" or not arg.startswith("-"):
-            paths.append(arg)
+            req.paths.append(arg)
             continue
-        inline: str | None = None
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            inline = value if eq else None
-        elif arg[:2] in _SHORT:
-            name = _SHORT[arg[:2]]
-            if len(arg) > 2:
-                inline = arg[2:].removeprefix("=")
-        else:
-            raise ValueError(f"unknown shorthand flag: {arg!r}")
-        if name in _UNSUPPORTED:
-            raise ValueError(f"--{name} is not supported")
+        name, inline = _flag(arg)
         if name == "not":
             if negate:
                 raise FilterError("consecutive --not statements")
             negate = True
-            continue
-
-        def take_value(flag: str = name, given: str | None = inline) -> str:
-            nonlocal i
-            if given is not None:
-                return given
-            if i >= len(args):
-                raise ValueError(f"flag needs an argument: --{flag}")
-            i += 1
-            return args[i - 1]
-
-        if name in _FILTER_VALUE or name in _FILTER_BOOL:
-            target = opts.exclude if negate else opts.filters
+        elif name in _FILTER_VALUE or name in _FILTER_BOOL:
+            opts = req.options
+            _add_filter(opts.exclude if negate else opts.filters, name, inline, args)
             negate = False
-            if name in _FILTER_BOOL:
-                on = _to_bool(name, inline) if name in ("encrypted", "unencrypted") else True
-                target.add(name, on)
-            else:
-                target.add(name, take_value())
-            continue
-        if negate:
+        elif negate:
             raise FilterError(f"--not must be followed by a filter flag, got --{name}")
-        if name in _OPTION_VALUE:
-            value = take_value()
-            if name == "since":
-                opts.since = value
-            elif name == "until":
-                opts.until = value
-            elif name == "first":
-                opts.first = _to_int(name, value)
-            elif name == "last":
-                opts.last = _to_int(name, value)
-            elif name == "output":
-                if value not in OUTPUT_FORMATS and value != "JSON":
-                    raise ValueError(f"invalid output format: {value}")
-                req.output = "json" if value == "JSON" else value
-            elif name == "time-format":
-                opts.time_format = value
-            elif name == "allowlist":
-                opts.allowlist.append(value)
-            elif name == "denylist":
-                opts.denylist.append(value)
-            continue
-        if name in _OPTION_BOOL:
-            on = _to_bool(name, inline)
-            if name == "all":
-                opts.all = on
-            elif name == "print-node-name":
-                opts.print_node_name = on
-            elif name == "numeric":
-                opts.ip_translation = not on
-            elif name == "ip-translation":
-                opts.ip_translation = on
-            elif name == "strict":
-                opts.strict = on
-            elif name == "validate":
-                opts.validate = on
-            elif name == "print-raw-filters":
-                req.print_raw_filters = on
-            continue
-        raise ValueError(f"unknown flag: --{name}")
+        elif name in _OPTION_VALUE:
+            _set_option(req, name, _value(args, name, inline))
+        elif name in _OPTION_BOOL:
+            _set_switch(req, name, _to_bool(name, inline))
+        else:
+            raise ValueError(f"unknown flag: --{name}")
     if negate:
         raise FilterError("trailing --not found in the arguments")
     return req
