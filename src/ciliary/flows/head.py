@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, Final, TypedDict, TypeVar, Unpack
 
 import msgspec
 import orjson
@@ -208,19 +208,22 @@ class FlowLine(msgspec.Struct, gc=False):
         return b'{"flow":' + raw[:-1] + b',"' + key.encode() + b'":' + value_json + b"}}\n"
 
 
+class FlowReading(TypedDict, total=False):
+    """How `read_flow_lines` and `map_flow_lines` read: `fast` decodes only the head of each
+    line it can (default True); `strict` stops at the first bad line and type-checks every
+    line, so it takes the full reader; `on_bad` hears of every bad line skipped."""
+
+    fast: bool
+    strict: bool
+    on_bad: OnBadLine | None
+
+
 def read_flow_lines(
-    source: str | Path | IO[bytes],
-    stats: ReadStats,
-    *,
-    fast: bool = True,
-    strict: bool = False,
-    on_bad: OnBadLine | None = None,
+    source: str | Path | IO[bytes], stats: ReadStats, **reading: Unpack[FlowReading],
 ) -> Iterator[FlowLine]:
-    """Stream the flows of a file as `FlowLine`s, in order. `fast` decodes only the head
-    of each line it can; `strict` stops at the first bad line (and type-checks every line,
-    so it takes the full reader). Non-flow lines are counted in `stats`, bad ones reported
-    as `codec` does."""
-    return map_flow_lines(_itself, source, stats, fast=fast, strict=strict, on_bad=on_bad)
+    """Stream the flows of a file as `FlowLine`s, in order. Non-flow lines are counted in
+    `stats`, bad ones reported as `codec` does."""
+    return map_flow_lines(_itself, source, stats, **reading)
 
 
 def _itself(fl: FlowLine) -> FlowLine:
@@ -228,18 +231,15 @@ def _itself(fl: FlowLine) -> FlowLine:
 
 
 def map_flow_lines(
-    fn: Callable[[FlowLine], T],
-    source: str | Path | IO[bytes],
-    stats: ReadStats,
-    *,
-    fast: bool = True,
-    strict: bool = False,
-    on_bad: OnBadLine | None = None,
+    fn: Callable[[FlowLine], T], source: str | Path | IO[bytes], stats: ReadStats,
+    **reading: Unpack[FlowReading],
 ) -> Iterator[T]:
     """`map(fn, read_flow_lines(...))`, with `fn` called in the reading loop itself (a call
     from Python code is cheaper than one from `map`, which a stream pays once per flow)."""
     path = display_name(source)
-    fast = fast and not strict
+    strict = reading.get("strict", False)
+    on_bad = reading.get("on_bad")
+    fast = reading.get("fast", True) and not strict
     decode = HEAD_DECODER.decode
     head_error = msgspec.DecodeError
     absent = EVENT_TYPE_ABSENT
