@@ -19,12 +19,19 @@ def test_a_full_cache_forgets_its_oldest_eighth_and_keeps_the_rest() -> None:
     assert len(c) == 16 and c.get(0) == "0"
     c.put(16, "16")  # full: 0 and 1 go (16 // 8 = 2), the newest stays
     assert sorted(c) == list(range(2, 17))
-    c.put(5, "five")  # a key already there replaces its value without evicting
+    c.put(5, "five")  # not full: a key already there gets its new value
     assert len(c) == 15 and c[5] == "five"
     for i in range(100, 1000):
         c.put(i, "x")
         assert len(c) <= 16
     assert 999 in c
+
+
+def test_a_tiny_full_cache_starts_again() -> None:
+    c: BoundedCache[int, int] = BoundedCache(8)
+    for i in range(9):
+        c.put(i, i)
+    assert dict(c) == {8: 8}
 
 
 def test_a_cache_of_one_keeps_the_last_entry() -> None:

@@ -21,7 +21,8 @@ from ciliary.policy.engine import PolicyEngine
 from ciliary.verdict.decide import decide, decide_request, observe_dns_answer, resolve_peer
 from ciliary.verdict.decider import Decider
 from ciliary.verdict.types import Connection, DNSQuery, Verdict
-from engine_helpers import cnp, engine, l7_cnp, parse_l4
+from ciliary.workflows.matrix import Probe, compute_matrix
+from engine_helpers import P, cnp, engine, l7_cnp, make_cluster, parse_l4
 
 SEED = Path(__file__).parent.parent / "examples" / "seed"
 
@@ -208,3 +209,24 @@ def test_a_decider_decides_every_stream_as_the_plain_functions_do(events: list[t
             if d.endpoint is None and s.endpoint is not None and d.ip and want.predicted != "DROPPED":
                 plain.mark_fqdn_connection(s.endpoint, d.ip, now)
             decider.note_connection(pair, got, now)
+
+
+def test_pods_alike_keep_apart_pods_whose_audit_mode_differs() -> None:
+    # Two replicas share an identity and a compiled policy; per-endpoint audit mode is on
+    # for one of them only, so the matrix (which decides once per group) must keep them apart.
+    pods = {
+        "app/client": P({"app": "client"}, "10.0.1.1"),
+        "app/server-a": P({"app": "server"}, "10.0.2.1", "node-2", {"http": "8080/TCP"}),
+        "app/server-b": P({"app": "server"}, "10.0.2.2", "node-2", {"http": "8080/TCP"}),
+    }
+    e = engine(cnp("deny-all-in", "endpointSelector: {matchLabels: {app: server}}\ningress: [{}]"),
+               cluster=make_cluster(pods=pods), audit_mode_endpoints=("app/server-b",))
+    decider = Decider(e)
+    eps = sorted(e.pod_endpoints, key=lambda ep: ep.key)
+    assert [[ep.key for ep in g] for g in decider.pods_alike(eps)] == [["app/client"], ["app/server-a"], ["app/server-b"]]
+    m = compute_matrix(e, [Probe(6, 8080)], eps)
+    assert m.cells[Probe(6, 8080)]["app/client"]["app/server-a"].verdict == "DROPPED"
+    assert m.cells[Probe(6, 8080)]["app/client"]["app/server-b"].verdict == "AUDIT"
+    # Without the audit difference, the replicas are one group.
+    e = engine(cnp("deny-all-in", "endpointSelector: {matchLabels: {app: server}}\ningress: [{}]"), cluster=make_cluster(pods=pods))
+    assert len(Decider(e).pods_alike(sorted(e.pod_endpoints, key=lambda ep: ep.key))) == 2

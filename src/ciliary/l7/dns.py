@@ -16,9 +16,9 @@ per query name is bounded and never changes an answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import lru_cache
 
-from ciliary.cache import BoundedCache
 from ciliary.identity.fqdn import (
     LABEL_CHARS,
     MATCH_ALL_ANCHORED,
@@ -89,7 +89,6 @@ class DNSMatcher:
     __slots__ = (
         "_allow_all",
         "_exact",
-        "_memo",
         "_multi",
         "_multi_tails",
         "_regex",
@@ -97,12 +96,14 @@ class DNSMatcher:
         "_star_dot",
         "_star_other",
         "_star_other_tails",
+        "matches",
         "selectors",
     )
 
     def __init__(self, selectors: Iterable[FQDNSelector], *, memo_size: int = 16384) -> None:
         self.selectors: tuple[FQDNSelector, ...] = tuple(selectors)
-        self._memo: BoundedCache[str, bool] = BoundedCache(memo_size)
+        # The verdict is a function of the name alone: memoised by lru_cache (C; bounded).
+        self.matches: Callable[[str], bool] = lru_cache(maxsize=memo_size)(self._decide)
         # The DNS proxy's view (unanchored parts under one anchor == each part anchored).
         self._allow_all = dns_proxy_regex(self.selectors) == MATCH_ALL_ANCHORED
         self._exact: set[str] = set()
@@ -144,12 +145,9 @@ class DNSMatcher:
     def __len__(self) -> int:
         return len(self.selectors)
 
-    def matches(self, qname: str) -> bool:
-        """Would the DNS proxy allow a query for `qname`?"""
-        hit = self._memo.get(qname)
-        if hit is None:
-            hit = self._memo.put(qname, self._allow_all or self._match(fqdn(qname)))
-        return hit
+    def _decide(self, qname: str) -> bool:
+        """Would the DNS proxy allow a query for `qname`? (`matches` is this, memoised.)"""
+        return self._allow_all or self._match(fqdn(qname))
 
     def _match(self, name: str) -> bool:
         if name in self._exact:

@@ -496,13 +496,12 @@ class HTTPPolicy:
 
     __slots__ = (
         "_allow",
-        "_decide_fn",
-        "_memo",
         "_others",
         "_pseudo_stable",
         "_set",
         "_set_index",
         "_short_circuit",
+        "check",
         "rules",
     )
 
@@ -545,24 +544,16 @@ class HTTPPolicy:
             m.name in _PSEUDO for r in self.rules for m in r.cilium_header_matches
         )
         self._allow = tuple(HTTPDecision(True, i) for i in range(len(self.rules)))
-        self._memo: BoundedCache[HTTPRequest, HTTPDecision] = BoundedCache(memo_size)
-        self._decide_fn: Callable[[HTTPRequest], HTTPDecision] = self._decide
+        decide: Callable[[HTTPRequest], HTTPDecision] = self._decide
         raw = self._set.raw_match if self._set is not None else None
         simple = not any(self.rules[i]._header_matchers for i in self._set_index)
         if raw is not None and self._short_circuit and not self._others and simple:
-            self._decide_fn = _one_call_decider(
-                raw, tuple(self._allow[i] for i in self._set_index), self._decide
-            )
+            decide = _one_call_decider(raw, tuple(self._allow[i] for i in self._set_index), self._decide)
+        # The verdict for a request (memoised: a function of the request alone, bounded).
+        self.check: Callable[[HTTPRequest], HTTPDecision] = lru_cache(maxsize=memo_size)(decide)
 
     def __len__(self) -> int:
         return len(self.rules)
-
-    def check(self, req: HTTPRequest) -> HTTPDecision:
-        """The verdict for `req` (memoised)."""
-        d = self._memo.get(req)
-        if d is None:
-            d = self._memo.put(req, self._decide_fn(req))
-        return d
 
     def _decide(self, req: HTTPRequest) -> HTTPDecision:
         if not self.rules:

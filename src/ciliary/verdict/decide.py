@@ -104,7 +104,8 @@ def decide(
     `seen` = `seen_identities(...)` when the caller resolved them already."""
     src_ep, dst_ep = conn.src.endpoint, conn.dst.endpoint
     src_seen, dst_seen = seen or seen_identities(engine, conn.src, conn.dst, conn.time)
-    matchers = matchers or L7Matchers()
+    if matchers is None and conn.l7 is not None:
+        matchers = L7Matchers()  # one call's worth: compiled only if a proxy is reached
     if src_ep is not None:
         egress = decide_side(engine, src_ep, EGRESS, dst_seen, conn.proto, conn.dport, conn.l7, matchers)
     else:

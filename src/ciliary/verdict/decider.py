@@ -33,7 +33,7 @@ import msgspec
 from ciliary.cache import BoundedCache
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.identity.allocator import Identity
-from ciliary.policy.engine import PolicyEngine
+from ciliary.policy.engine import PolicyEngine, policy_key
 from ciliary.verdict.decide import (
     DNSObservation,
     cluster_dns,
@@ -141,13 +141,15 @@ class Decider:
         self._endpoint_numbers[ep.key] = (ep, n)
         return n
 
-    def alike(self, endpoints: list[Endpoint]) -> list[list[Endpoint]]:
+    def pods_alike(self, endpoints: list[Endpoint]) -> list[list[Endpoint]]:
         """`endpoints` grouped so that the members of a group decide alike at either end of
-        any connection: pods with one identity and one policy number (a host is seen
-        differently from each node: alone), groups in first-seen order."""
+        a connection with another pod: one identity, one compiled policy but for the node's
+        view of the host identity (which only host peers see), one audit mode. A host is
+        seen differently from each node: alone. Groups in first-seen order."""
         groups: dict[object, list[Endpoint]] = {}
+        audit = self.engine.config.audit_for
         for ep in endpoints:
-            key: object = ep.key if ep.is_host else (ep.identity.id, self.policy_number(ep))
+            key: object = ep.key if ep.is_host else (policy_key(ep), audit(ep.key))
             groups.setdefault(key, []).append(ep)
         return list(groups.values())
 

@@ -148,7 +148,7 @@ def diff_policies(
     rep = DiffReport()
     d_old, d_new = Decider(old), Decider(new)
     # One representative endpoint per group that decides alike, named by workload.
-    reps = [g[0] for g in d_new.alike(sorted(new.pod_endpoints, key=lambda e: e.key))]
+    reps = [g[0] for g in d_new.pods_alike(sorted(new.pod_endpoints, key=lambda e: e.key))]
     old_by_key = {e.key: e for e in old.pod_endpoints}
     seen: set[tuple[str, str, str]] = set()
     for s in reps:

@@ -103,7 +103,7 @@ def compute_matrix(
 ) -> Matrix:
     eps = endpoints if endpoints is not None else sorted(engine.pod_endpoints, key=lambda e: e.key)
     decider = Decider(engine)
-    groups = decider.alike(eps)
+    groups = decider.pods_alike(eps)
     m = Matrix([e.key for e in eps], probes)
     for probe in probes:
         table: dict[str, dict[str, Verdict]] = {e.key: {} for e in eps}
