@@ -2,13 +2,12 @@
 
 Rules: a memo holds answers that can always be worked out again, so what it forgets never
 changes a result, only its cost. When full it forgets its oldest eighth (insertion order;
-all of it below 16 entries),
-which keeps the recent working set of a long flow stream and costs O(1) per insertion over
-time. Functions of their arguments alone use `functools.lru_cache` instead (C, and faster
-on a miss), per object where the function is a bound method (`DNSMatcher.matches`,
-`HTTPPolicy.check`: a matcher's verdict depends on the request alone); tables that
-are state rather than memos (the connection table of a replay, learned DNS names) are not
-caches and keep their own rules.
+all of it below 16 entries), which keeps the recent working set of a long flow stream and
+costs O(1) per insertion over time. Functions of their arguments alone use
+`functools.lru_cache` instead (C, and faster on a miss), per object where the function is
+a bound method (`DNSMatcher.matches`, `HTTPPolicy.check`: a matcher's verdict depends on the
+request alone). Tables that are state rather than memos (the connection table of a replay,
+learned DNS names) are not caches and keep their own rules.
 
 A `BoundedCache` is a dict, so a hit is one C-level `dict.get`; only `put` (a miss) runs
 Python.
