@@ -206,3 +206,15 @@ def test_strict_checks_every_line_in_full(tmp_path: Path) -> None:
     assert [rf.line for rf in replay(build_engine(CLUSTER, TIGHT, AgentConfig()), [path])] == [1, 2]
     with pytest.raises(FlowReadError, match=rf"{path}:2: "):
         list(replay(build_engine(CLUSTER, TIGHT, AgentConfig()), [path], strict=True))
+
+
+def test_output_flows_never_change_the_input(tmp_path: Path) -> None:
+    # Every line through the full reader: the output flow is a new dict, the input's stays.
+    engine = build_engine(CLUSTER, TIGHT, AgentConfig())
+    for rf in replay(engine, [SEED / "flows.json"], fast=False):
+        full = rf.source.full
+        assert full is not None
+        before = orjson.dumps(full)
+        out = rf.flow
+        assert out is not full and "recorded_verdict" in out and "recorded_verdict" not in full
+        assert orjson.dumps(full) == before
