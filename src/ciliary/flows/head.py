@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, TypedDict, TypeVar, Unpack
+from typing import IO, Any, TypedDict, TypeVar, Unpack
 
 import msgspec
 import orjson
@@ -39,8 +39,6 @@ from ciliary.flows.codec import OnBadLine, ReadStats, display_name, numbered_lin
 JSON = dict[str, Any]
 T = TypeVar("T")
 _EMPTY = msgspec.Raw(b"")
-EVENT_TYPE_ABSENT: Final = _EMPTY  # FlowHead.event_type of a line without one
-_PRESENT = msgspec.Raw(b"0")
 
 
 # The structs below are untracked by the cyclic GC (gc=False, cheaper to allocate): they hold
@@ -68,9 +66,17 @@ class IPHead(msgspec.Struct, gc=False):
     destination: str = ""
 
 
+class EventTypeHead(msgspec.Struct, gc=False):
+    """The monitor event a flow came from: 1 drop, 4 trace, 5 policy verdict, 129 L7, ..."""
+
+    type: int = 0
+    sub_type: int = 0
+
+
 class EndpointHead(msgspec.Struct, gc=False):
     """A flow side; its labels and workloads stay raw JSON until something reads them."""
 
+    identity: int = 0
     namespace: str = ""
     pod_name: str = ""
     labels: msgspec.Raw = _EMPTY
@@ -90,6 +96,7 @@ class EndpointHead(msgspec.Struct, gc=False):
 
 class FlowHead(msgspec.Struct, gc=False):
     verdict: str = ""
+    drop_reason_desc: str = ""
     time: str = ""
     IP: IPHead | None = None
     l4: Layer4Head | None = None
@@ -97,9 +104,13 @@ class FlowHead(msgspec.Struct, gc=False):
     destination: EndpointHead | None = None
     is_reply: bool | None = None
     l7: JSON | None = None
-    # Present in every canonical flow; its absence (the default object itself) sends the
-    # line to the full reader.
-    event_type: msgspec.Raw = _EMPTY
+    traffic_direction: str = ""
+    destination_names: msgspec.Raw = _EMPTY  # names the destination IP resolved from (DNS)
+    # Present in every canonical flow; its absence sends the line to the full reader.
+    event_type: EventTypeHead | None = None
+
+    def destination_name_list(self) -> list[str]:
+        return [n for n in _raw_list(self.destination_names) if type(n) is str]
 
 
 class EnvelopeHead(msgspec.Struct, gc=False):
@@ -141,7 +152,7 @@ def _side(d: Any) -> EndpointHead | None:
         return None
     labels, workloads = d.get("labels"), d.get("workloads")
     return EndpointHead(
-        _str(d.get("namespace")), _str(d.get("pod_name")),
+        _int(d.get("identity")), _str(d.get("namespace")), _str(d.get("pod_name")),
         msgspec.Raw(msgspec.json.encode(labels)) if isinstance(labels, list) else _EMPTY,
         msgspec.Raw(msgspec.json.encode(workloads)) if isinstance(workloads, list) else _EMPTY,
     )
@@ -154,8 +165,11 @@ def head_from_dict(flow: JSON) -> FlowHead:
     l4 = flow.get("l4")
     l7 = flow.get("l7")
     verdict = flow.get("verdict")
+    names = flow.get("destination_names")
+    event = flow.get("event_type")
     return FlowHead(
         verdict=verdict if type(verdict) is str else ("" if verdict is None else str(verdict)),
+        drop_reason_desc=_str(flow.get("drop_reason_desc")),
         time=_str(flow.get("time")),
         IP=IPHead(_str(ips.get("source")), _str(ips.get("destination"))) if type(ips) is dict else None,
         l4=Layer4Head(
@@ -166,7 +180,10 @@ def head_from_dict(flow: JSON) -> FlowHead:
         destination=_side(flow.get("destination")),
         is_reply=None if flow.get("is_reply") is None else bool(flow.get("is_reply")),
         l7=l7 if type(l7) is dict else None,
-        event_type=_PRESENT,  # the full reader took it as a flow
+        traffic_direction=_str(flow.get("traffic_direction")),
+        destination_names=msgspec.Raw(msgspec.json.encode(names)) if isinstance(names, list) else _EMPTY,
+        # the full reader took it as a flow, with or without an event type
+        event_type=EventTypeHead(_int(event.get("type")), _int(event.get("sub_type"))) if type(event) is dict else EventTypeHead(),
     )
 
 
@@ -242,7 +259,6 @@ def map_flow_lines(
     fast = reading.get("fast", True) and not strict
     decode = HEAD_DECODER.decode
     head_error = msgspec.DecodeError
-    absent = EVENT_TYPE_ABSENT
     lineno = flows = 0
     blank0 = stats.blank
     with numbered_lines(source) as lines:
@@ -255,7 +271,7 @@ def map_flow_lines(
                         head = decode(line).flow
                     except head_error:
                         head = None
-                    if head is not None and head.event_type is not absent:
+                    if head is not None and head.event_type is not None:
                         flows += 1
                         yield fn(FlowLine(head, lineno, line))
                         continue
