@@ -1,0 +1,282 @@
+"""What recorded flows say about who talks to whom: `Observation`s, the input of policy
+authoring (`ciliary connections`, `ciliary generate`).
+
+An observation is one connection (or one L7 request on one) in its own direction: source
+and destination as a policy names them (`ObservedPeer`: a workload, an entity, a world
+address), protocol and port, the request it carries, the DNS names its source resolved the
+destination address from, and the verdict and drop reason recorded.
+
+Rules:
+* A reply (`is_reply`) is folded into its connection: its sides swap and its port is its
+  source port; `reply` says so. Observations of an L3/L4 connection after the first (other
+  observation points, later packets) carry `repeat`; L7 requests never repeat.
+* Kept: trace (4), policy-verdict (5), drop (1) and L7 (129) events, and flows that do not
+  say (old captures). Drops other than the policy's (POLICY_DENIED, POLICY_DENY) are not
+  connections a policy decides, nor is health traffic (`reserved:health` on either side):
+  both are left out. DNS responses are not connections either: their answers are learned,
+  per source pod, in time order, and name the world addresses of later observations.
+* A side with a namespace and pod name is that pod's workload: from the cluster snapshot
+  when one is given (and has the pod), else from the labels the flow carries; a pod with
+  neither is `unresolved`, with the reason, never guessed. Other sides are entities from
+  their reserved labels, else (with a snapshot) from the ipcache as the other side's node
+  sees the address; what is left is a world address.
+
+Memory grows with distinct sides, DNS answers and the connection table (bounded), never
+with the number of flows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ciliary.cache import BoundedCache
+from ciliary.cluster.workloads import Workload, pod_labels_of_flow, workload_of
+from ciliary.flows.codec import OnBadLine, ReadStats
+from ciliary.flows.head import EndpointHead, FlowHead, FlowLine, flow_seconds, map_flow_lines
+from ciliary.flows.sides import l7_request
+from ciliary.policy.engine import PolicyEngine, node_name
+from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
+from ciliary.verdict.types import L7Request
+
+JSON = dict[str, Any]
+
+POD, ENTITY, WORLD, UNRESOLVED = "pod", "entity", "world", "unresolved"
+KEPT_EVENTS = frozenset({0, 1, 4, 5, 129})  # unknown, drop, trace, policy verdict, L7
+POLICY_DROPS = frozenset({"POLICY_DENIED", "POLICY_DENY"})
+# When a side carries several reserved labels, the entity that names it best.
+_ENTITY_ORDER = ("kube-apiserver", "host", "remote-node", "ingress", "health", "init", "unmanaged")
+_CONNECTIONS = 500_000  # connections remembered to tell repeats apart (like conntrack)
+
+
+class ObservedPeer(msgspec.Struct, frozen=True, gc=False):
+    """One side of an observation, as a policy would name it."""
+
+    kind: str  # pod | entity | world | unresolved
+    workload: Workload | None = None  # pods
+    pod: str = ""  # namespace/name of a pod
+    entity: str = ""  # host, remote-node, kube-apiserver, ingress, ... (entities)
+    ip: str = ""  # the address (world, entities, and pods when known)
+    why: str = ""  # unresolved: why
+
+    def __str__(self) -> str:
+        if self.kind == POD and self.workload is not None:
+            return self.workload.key
+        if self.kind == ENTITY:
+            return self.entity
+        return self.ip or self.pod or "?"
+
+
+class Observation(msgspec.Struct, gc=False):
+    src: ObservedPeer
+    dst: ObservedPeer
+    proto: int
+    port: int  # destination port, or ICMP type
+    request: L7Request | None  # the L7 request the flow records
+    names: tuple[str, ...]  # DNS names the source resolved to a world destination's address
+    verdict: str
+    drop_reason: str
+    event: int  # the monitor event type (0: not recorded)
+    time: float | None
+    time_text: str
+    file: str
+    line: int
+    reply: bool = False  # folded from a reply of the connection
+    repeat: bool = False  # the connection (5-tuple) was observed before
+
+    @property
+    def denied(self) -> bool:
+        """Dropped by an explicit deny rule: never to be allowed."""
+        return self.drop_reason == "POLICY_DENY"
+
+
+def _l4(f: FlowHead) -> tuple[int, int, int] | None:
+    l4 = f.l4
+    if l4 is None:
+        return None
+    for num, p in ((PROTO_TCP, l4.TCP), (PROTO_UDP, l4.UDP), (PROTO_SCTP, l4.SCTP)):
+        if p is not None:
+            return num, p.source_port, p.destination_port
+    for num, icmp in ((PROTO_ICMP, l4.ICMPv4), (PROTO_ICMPV6, l4.ICMPv6)):
+        if icmp is not None:
+            return num, 0, icmp.type
+    return None
+
+
+def _entity_of(labels: Iterable[object]) -> str | None:
+    """The entity a side's reserved labels name (`world` for world and CIDR identities)."""
+    reserved = {s[9:] for s in labels if isinstance(s, str) and s.startswith("reserved:")}
+    for name in _ENTITY_ORDER:
+        if name in reserved:
+            return name
+    if reserved & {"world", "world-ipv4", "world-ipv6"} or any(
+        isinstance(s, str) and s.startswith(("cidr:", "fqdn:")) for s in labels
+    ):
+        return "world"
+    return None
+
+
+class PeerResolver:
+    """Flow sides to `ObservedPeer`s, with a cluster snapshot's engine or without one."""
+
+    def __init__(self, engine: PolicyEngine | None = None, maxsize: int = 200_000) -> None:
+        self.engine = engine
+        self._memo: BoundedCache[tuple[Any, ...], ObservedPeer] = BoundedCache(maxsize)
+
+    def peer(self, side: EndpointHead | None, ip: str, other: EndpointHead | None) -> ObservedPeer:
+        """`side` at address `ip`; `other` is the flow's other side (whose node sees it)."""
+        if side is None:
+            key: tuple[Any, ...] = ("", "", ip, b"", self._node_of(other))
+        elif side.namespace and side.pod_name:
+            key = (side.namespace, side.pod_name, ip)
+        else:
+            key = ("", "", ip, bytes(side.labels), self._node_of(other))
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo.put(key, self._resolve(side, ip, key[-1] if len(key) == 5 else None))
+        return hit
+
+    def _node_of(self, side: EndpointHead | None) -> str | None:
+        if self.engine is None or side is None or not (side.namespace and side.pod_name):
+            return None
+        ep = self.engine.endpoint_of_pod(f"{side.namespace}/{side.pod_name}")
+        return node_name(ep) if ep is not None else None
+
+    def _resolve(self, side: EndpointHead | None, ip: str, observer: str | None) -> ObservedPeer:
+        engine = self.engine
+        labels = side.label_list() if side is not None else []
+        if side is not None and side.namespace and side.pod_name:
+            key = f"{side.namespace}/{side.pod_name}"
+            ep = engine.endpoint_of_pod(key) if engine is not None else None
+            if ep is not None and ep.pod is not None and not ep.is_host:
+                return self._pod(key, side.namespace, dict(ep.pod.labels), ip)
+            entity = _entity_of(labels)
+            if ep is not None and ep.is_host:  # a host-network pod is its node
+                return ObservedPeer(ENTITY, entity=entity if entity in ("host", "remote-node") else "host", ip=ip)
+            own = pod_labels_of_flow(labels)
+            if own:
+                return self._pod(key, side.namespace, own, ip)
+            why = "not in the cluster snapshot, and the flow carries no labels" if engine is not None else "the flow carries no labels"
+            return ObservedPeer(UNRESOLVED, pod=key, ip=ip, why=f"pod {key}: {why}")
+        entity = _entity_of(labels)
+        if entity is None and engine is not None and ip:
+            ep = engine.endpoint_by_ip(ip)
+            if ep is not None and ep.pod is not None:
+                return self._pod(ep.key, ep.pod.namespace, dict(ep.pod.labels), ip)
+            try:
+                entity = _entity_of(engine.identity_of_ip(ip, observer).labels.to_strings())
+            except ValueError:
+                entity = None
+        if entity is not None and entity != "world":
+            return ObservedPeer(ENTITY, entity=entity, ip=ip)
+        if not ip:
+            return ObservedPeer(UNRESOLVED, why="no address and no pod")
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            return ObservedPeer(UNRESOLVED, ip=ip, why=f"{ip!r} is not an address")
+        return ObservedPeer(WORLD, ip=ip)
+
+    @staticmethod
+    def _pod(key: str, namespace: str, labels: dict[str, str], ip: str) -> ObservedPeer:
+        w = workload_of(namespace, labels)
+        if w is None:
+            return ObservedPeer(UNRESOLVED, pod=key, ip=ip, why=f"pod {key} has no labels to select it by")
+        return ObservedPeer(POD, workload=w, pod=key, ip=ip)
+
+
+class _Reader:
+    """The state of one pass over flows: learned DNS answers and known connections."""
+
+    def __init__(self, resolver: PeerResolver, keep: Callable[[JSON], bool] | None) -> None:
+        self.resolver = resolver
+        self.keep = keep
+        self.file = ""
+        self.answers: dict[str, dict[str, set[str]]] = {}  # client pod -> address -> names
+        self.seen: BoundedCache[tuple[int, str, int, str, int], None] = BoundedCache(_CONNECTIONS)
+
+    def one(self, fl: FlowLine) -> Observation | None:
+        f = fl.head
+        if self.keep is not None and not self.keep(fl.flow()):
+            return None
+        event = f.event_type.type if f.event_type is not None else 0
+        if event not in KEPT_EVENTS:
+            return None
+        if f.verdict == "DROPPED" and f.drop_reason_desc not in POLICY_DROPS:
+            return None
+        t = _l4(f)
+        ips = f.IP
+        if t is None or ips is None:
+            return None
+        proto, sport, dport = t
+        sip, dip = ips.source, ips.destination
+        l7 = f.l7
+        if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
+            self.learn(f, l7["dns"])
+            return None
+        reply = f.is_reply is True
+        if reply:
+            src_side, dst_side, sip, dip, port = f.destination, f.source, dip, sip, sport
+        else:
+            src_side, dst_side, port = f.source, f.destination, dport
+        if l7 is not None and reply:
+            return None  # an L7 response: its request was the observation
+        r = self.resolver
+        src, dst = r.peer(src_side, sip, dst_side), r.peer(dst_side, dip, src_side)
+        if "health" in (src.entity, dst.entity):
+            return None
+        request = l7_request(l7) if l7 is not None else None
+        repeat = False
+        if request is None:
+            conn = (proto, sip, sport, dip, dport) if not reply else (proto, sip, dport, dip, sport)
+            repeat = conn in self.seen
+            if not repeat:
+                self.seen.put(conn, None)
+        names: tuple[str, ...] = ()
+        if dst.kind == WORLD:
+            names = self.names_of(src, dip, f.destination_name_list() if not reply else [])
+        return Observation(
+            src, dst, proto, port, request, names, f.verdict, f.drop_reason_desc, event,
+            flow_seconds(f.time), f.time, self.file, fl.lineno, reply, repeat,
+        )
+
+    def learn(self, f: FlowHead, dns: JSON) -> None:
+        client = f.destination
+        query = dns.get("query")
+        if client is None or not client.pod_name or not isinstance(query, str):
+            return
+        by_ip = self.answers.setdefault(f"{client.namespace}/{client.pod_name}", {})
+        name = query.rstrip(".").lower()
+        for ip in dns.get("ips") or ():
+            if isinstance(ip, str):
+                by_ip.setdefault(ip, set()).add(name)
+
+    def names_of(self, src: ObservedPeer, ip: str, recorded: list[str]) -> tuple[str, ...]:
+        names = {n.rstrip(".").lower() for n in recorded}
+        if src.pod:
+            names |= self.answers.get(src.pod, {}).get(ip, set())
+        return tuple(sorted(names))
+
+
+def observations(
+    sources: Iterable[str | Path],
+    stats: ReadStats,
+    resolver: PeerResolver,
+    *,
+    keep: Callable[[JSON], bool] | None = None,
+    strict: bool = False,
+    on_bad: OnBadLine | None = None,
+) -> Iterator[Observation]:
+    """Every observation of the flows of `sources`, in input order (see the module's rules).
+    `keep(flow)` selects flows by their whole dict (observe's filters); without it only the
+    fields the observations need are decoded."""
+    reader = _Reader(resolver, keep)
+    for src in sources:
+        reader.file = str(src)
+        for ob in map_flow_lines(reader.one, src, stats, strict=strict, on_bad=on_bad):
+            if ob is not None:
+                yield ob
