@@ -103,3 +103,25 @@ def test_strict_stops_at_the_first_bad_line(corrupt: Path) -> None:
     res = CliRunner().invoke(app, ["replay", str(corrupt), "--cluster", str(CLUSTER), "--strict"])
     assert res.exit_code == 1
     assert f"{corrupt}:4:" in res.output
+
+
+def test_a_flow_that_does_not_say_is_reply_is_one_when_conntrack_would_make_it_one(tmp_path: Path) -> None:
+    # Older Hubble wrote no is_reply on trace events. A capture that begins mid-connection
+    # shows the server's packets first: from its container port to the client's port.
+    engine = build_engine(CLUSTER, TIGHT, AgentConfig())
+    base = {"time": "2026-04-01T08:00:00.000000001Z", "verdict": "FORWARDED", "event_type": {"type": 4},
+            "IP": {"source": "10.244.1.20", "destination": "10.244.2.10"},
+            "source": {"namespace": "shop", "pod_name": "backend-5f6d8c9b7-xz91c"},
+            "destination": {"namespace": "monitoring", "pod_name": "prometheus-0"}}
+    server_first = {**base, "l4": {"TCP": {"source_port": 9090, "destination_port": 40100}}}
+    client = {**base, "IP": {"source": "10.244.2.10", "destination": "10.244.1.20"},
+              "source": base["destination"], "destination": base["source"],
+              "l4": {"TCP": {"source_port": 40100, "destination_port": 9090}}}
+    path = tmp_path / "old.json"
+    path.write_bytes(b"".join(orjson.dumps({"flow": f}) + b"\n" for f in (server_first, client, server_first)))
+    first, second, third = replay(engine, [path])
+    # Under TIGHT prometheus may not reach backend:9090: the connection is dropped, and its
+    # server's packets are replies that never happen; none is a new backend -> prometheus one.
+    assert [(rf.predicted, rf.reason) for rf in (first, second, third)] == [
+        ("DROPPED", "decided"), ("DROPPED", "follows its connection"), ("DROPPED", "follows its connection")]
+    assert first.verdict is not None and str(first.verdict.connection.src) == "monitoring/prometheus-0"

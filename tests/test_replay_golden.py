@@ -2,8 +2,10 @@
 decides or writes (the `-o json` line, byte for byte) shows here, flow by flow.
 
 The golden files were written by the replay that was on main before the decision logic
-moved into `verdict/` (issue 10); they are regenerated only on purpose, with
-`CILIARY_WRITE_GOLDEN=1 pytest tests/test_replay_golden.py`, and the diff reviewed.
+moved into `verdict/` (issue 10), and written again once on purpose since: flows of older
+captures without `is_reply` became replies where conntrack would make them one (issue 11;
+only such flows changed, 8 to 9 per configuration). Regenerate only on purpose, with
+`CILIARY_WRITE_GOLDEN=1 pytest tests/test_replay_golden.py`, and review the diff.
 """
 
 from __future__ import annotations

@@ -17,14 +17,17 @@ import ipaddress
 from typing import Any
 
 from ciliary.cache import BoundedCache
+from ciliary.cluster.endpoints import Endpoint
 from ciliary.flows.head import EndpointHead
 from ciliary.l7.http import HTTPRequest
-from ciliary.l7.kafka import KafkaRequest, kafka_api_key
+from ciliary.l7.kafka import KafkaRequest, kafka_api_key, kafka_api_key_name
 from ciliary.policy.engine import PolicyEngine
+from ciliary.policy.ports import PROTO_SCTP, PROTO_TCP, PROTO_UDP
 from ciliary.verdict.decider import Decider, PeerPair
 from ciliary.verdict.types import DNSQuery, FlowPeer, L7Request
 
 JSON = dict[str, Any]
+_PROTO_NAMES = {PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_SCTP: "SCTP"}
 
 
 def port_label(f: JSON) -> str:
@@ -147,3 +150,33 @@ class FlowPeers:
         if hit is None:
             hit = self._pairs.put(k, self.decider.pair(self.peer(src, src_ip), self.peer(dst, dst_ip)))
         return hit
+
+
+def describe_request(req: L7Request) -> str:
+    """`HTTP GET /path`, `Kafka produce orders`, `DNS api.example.com`: a request for people."""
+    if type(req) is DNSQuery:
+        return f"DNS {req.qname.rstrip('.')}"
+    if type(req) is HTTPRequest:
+        return f"HTTP {req.method} {req.path}"
+    assert type(req) is KafkaRequest
+    return f"Kafka {kafka_api_key_name(req.api_key)} {','.join(req.topics)}".rstrip()
+
+
+def serves(ep: Endpoint | None, proto: int, port: int) -> bool:
+    """Whether an endpoint listens on (proto, port): one of its pod's container ports."""
+    name = _PROTO_NAMES.get(proto)
+    return ep is not None and name is not None and any(
+        cp.port == port and cp.protocol.upper() == name for cp in ep.named_ports
+    )
+
+
+def unmarked_reply(reverse_known: bool, forward_known: bool, src_serves: bool, dst_serves: bool) -> bool:
+    """Whether a flow that does not say `is_reply` (captures of older Hubble) is a reply, as
+    conntrack would have it: the reverse of a known connection is; the forward of one is not;
+    of a connection begun before the capture, a flow leaving a port its source serves on for
+    one its destination does not serve is."""
+    if reverse_known:
+        return True
+    if forward_known:
+        return False
+    return src_serves and not dst_serves

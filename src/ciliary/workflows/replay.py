@@ -3,7 +3,8 @@
 Replay reads flows, tracks connections like conntrack and reports; the `Decider` decides.
 Only the first flow of a connection is decided; its replies and the same connection seen
 at other observation points follow that verdict (a reply whose connection was never seen
-is decided in the connection's direction). DNS answers go to the decider in time order,
+is decided in the connection's direction). A flow of an older capture that does not say
+`is_reply` is a reply when conntrack would make it one (`flows.sides.unmarked_reply`). DNS answers go to the decider in time order,
 which learns them when the new policies let the query through the DNS proxy, so
 `toFQDNs` is judged as it would be live.
 
@@ -28,6 +29,8 @@ from ciliary.flows.sides import (
     FlowPeers,
     l7_request,
     port_label,
+    serves,
+    unmarked_reply,
     workload_of_flow_side,
     workload_of_head,
 )
@@ -227,6 +230,8 @@ class _Replayer:
         if f.l7 is None and sip and dip:
             # The common case first: an L3/L4 flow of a connection already seen.
             conns = self.conns
+            if f.is_reply is None:  # old captures do not say
+                is_reply = self.unmarked_reply(f, proto, sip, sport, dip, dport)
             if is_reply:
                 known = conns.get((proto, dip, dport, sip, sport)) or conns.get((proto, sip, sport, dip, dport))
             else:
@@ -234,6 +239,14 @@ class _Replayer:
             if known is not None:
                 return self.follow(known, recorded, is_reply, fl)
         return self.judge(f, fl, recorded, sip, dip, proto, sport, dport, is_reply)
+
+    def unmarked_reply(self, f: FlowHead, proto: int, sip: str, sport: int, dip: str, dport: int) -> bool:
+        conns, peers = self.conns, self.peers
+        return unmarked_reply(
+            (proto, dip, dport, sip, sport) in conns, (proto, sip, sport, dip, dport) in conns,
+            serves(peers.peer(f.source, sip).endpoint, proto, sport),
+            serves(peers.peer(f.destination, dip).endpoint, proto, dport),
+        )
 
     def unjudged(self, fl: FlowLine, recorded: str) -> ReplayedFlow:
         self.rep.unjudged += 1
