@@ -175,6 +175,9 @@ def test_merging_adds_only_what_the_existing_policies_do_not_allow() -> None:
     }])
     assert "+++ b/payments/allow-payments-api.yaml" in r.merge_diff
     assert "\n+    - matchLabels:\n+        k8s:io.kubernetes.pod.namespace: shop\n" in r.merge_diff
+    # and `ciliary diff`'s effect table of the change: exactly that path becomes allowed.
+    assert r.merge_effect is not None and r.merge_effect.newly_denied == []
+    assert [(c.source, c.destination, c.port) for c in r.merge_effect.newly_allowed] == [("payments/payments-api", "shop/backend", "8080/TCP")]
 
 
 def test_coverage_flags_short_windows_and_ports_nobody_used() -> None:

@@ -5,7 +5,8 @@ The steps, each in its own module: observations in (`ciliary.flows.observed`), w
 workload needs (`rules`), the policy objects (`policies`, with `paths` and `names`), then
 ciliary's own validator and a replay of the input (`verify`). With `merge_with`, only what
 the existing policies do not allow already is generated (the seed's stage 2: a pull request
-per service that adds what the observation shows is missing).
+per service that adds what the observation shows is missing), as allow-only policies
+(`enableDefaultDeny: false`), which change no direction's enforcement.
 
 Rules: the same input gives the same output, byte for byte. Nothing is written here; the
 caller decides where the policies go.
@@ -28,6 +29,7 @@ from ciliary.policy.config import AgentConfig
 from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import PROTO_NUMBERS
 from ciliary.verdict.decide import dns_servers
+from ciliary.workflows.diff import DiffReport, diff_policies
 from ciliary.workflows.generate.policies import DEFAULT_DNS, JSON, Options, policy_doc
 from ciliary.workflows.generate.rules import Gatherer, Listed, WorkloadRules, port_label
 from ciliary.workflows.generate.verify import (
@@ -85,6 +87,7 @@ class GenerateResult:
     stats: ReadStats
     unobserved: list[str] = field(default_factory=list)  # subject workloads no flow touched
     merge_diff: str = ""  # unified diff of the YAML, with `merge_with`
+    merge_effect: DiffReport | None = None  # what the additions change, with `merge_with`
 
 
 def _dns_server(engine: PolicyEngine) -> Workload:
@@ -182,7 +185,9 @@ def generate(
     files = list(sources)
     stats = ReadStats()
     gatherer, engine = _gather(cluster, config, files, opts, merge_with, stats, strict, on_bad)
-    popts = Options(opts.l7, opts.fqdn_threshold, opts.cidr_aggregate, opts.default_deny, _dns_server(engine))
+    # Additions to existing policies only allow: they change no direction's enforcement.
+    default_deny = opts.default_deny and merge_with is None
+    popts = Options(opts.l7, opts.fqdn_threshold, opts.cidr_aggregate, default_deny, _dns_server(engine))
     taken = {(p.namespace, p.name) for p in merge_with.policies} if merge_with is not None else set()
     subjects = sorted(w for w, r in gatherer.workloads.items() if r.ingress or r.egress)
     names = _policy_names(subjects, taken)
@@ -208,6 +213,10 @@ def generate(
         result.merge_diff = "".join(
             "".join(difflib.unified_diff([], p.yaml.splitlines(keepends=True), "/dev/null", f"b/{p.path}"))
             for p in policies
+        )
+        # Under the default deny the rollout adds next, as the additions were chosen.
+        result.merge_effect = diff_policies(
+            _engine(cluster, config, merge_with, [], deny), _engine(cluster, config, merge_with, policies, deny),
         )
     return result
 

@@ -45,6 +45,7 @@ def summary_dict(r: GenerateResult) -> dict[str, Any]:
         "flows_read": r.stats.flows,
         "bad_lines": r.stats.bad,
         "merge_diff": r.merge_diff,
+        "merge_effect": r.merge_effect.as_dict() if r.merge_effect is not None else None,
     }
 
 
@@ -72,6 +73,11 @@ def summary_text(r: GenerateResult) -> str:
             out += [f"    {w}" for w in c.warnings]
     if r.unobserved:
         out.append("no flows, so no policy: " + ", ".join(r.unobserved))
+    if r.merge_effect is not None:
+        e = r.merge_effect
+        out.append(f"the additions newly allow {len(e.newly_allowed)} and newly deny {len(e.newly_denied)} (workload, destination, port) combinations:")
+        out += [f"  + {c.source} -> {c.destination} {c.port}" for c in e.newly_allowed]
+        out += [f"  - {c.source} -> {c.destination} {c.port}" for c in e.newly_denied]
     if r.stats.bad:
         out.append(f"{r.stats.bad} bad line(s) skipped")
     return "\n".join(out) + "\n"
