@@ -365,6 +365,44 @@ Input: --strict (stop at the first bad line), --validate (type-check every flow)
 Exit status: 0, or 1 on bad arguments, a missing file or a bad line under --strict."""
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def connections(ctx: typer.Context) -> None:
+    """The observed communication map: one row per (source workload, destination, port, L7)
+    with flows, first and last seen, and verdicts: ciliary connections FILE... [--cluster FILE]
+    [observe's filters] [-o text|json|csv|md|dot]. Run `ciliary connections --help` for the flags."""
+    from ciliary.process import streaming
+    from ciliary.workflows.connections import run_connections_cli
+
+    if any(a in ("--help", "-h") for a in ctx.args):
+        out.print(CONNECTIONS_HELP, markup=False)
+        raise typer.Exit(0)
+    with streaming():
+        code = run_connections_cli(list(ctx.args), sys.stdout, sys.stderr)
+    raise typer.Exit(code)
+
+
+CONNECTIONS_HELP = """Usage: ciliary connections FILE... [--cluster FILE] [FILTERS] [-o FORMAT]
+
+The observed communication map of Hubble flows (the files `ciliary observe` reads; '-' or no
+FILE reads stdin): one row per (source workload, destination workload / entity / fqdn:NAME /
+cidr:IP, port/protocol, L7 summary) with the flows seen, first and last seen, and verdicts.
+
+  --cluster FILE   cluster snapshot (kubectl get ... -A -o yaml/json, or manifests) to name
+                   pods and addresses by; without it, the labels the flows carry
+  -o, --output     text (default) | json | csv | md | dot
+Filters: every `ciliary observe` filter flag, with hubble's semantics (values ORed within a
+  flag, flags ANDed, --not negates the next flag), --allowlist/--denylist, --since/--until;
+  hubble's --cluster NAME filter is --flow-cluster NAME here
+Input: --strict (stop at the first bad line)
+Not accepted: --first, --last, --all (a map counts every flow) and observe's output options.
+
+Exit status: 0, or 1 on bad arguments, an unreadable file, a snapshot that does not load or a
+bad line under --strict."""
+
+
 class ReplayOutput(StrEnum):
     text = "text"
     json = "json"

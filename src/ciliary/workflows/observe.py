@@ -50,6 +50,7 @@ __all__ = [
     "ObserveOptions",
     "ObserveRequest",
     "ObserveRun",
+    "flow_selector",
     "observe",
     "parse_observe_args",
     "raw_filters",
@@ -165,6 +166,35 @@ def _check_selection(options: ObserveOptions) -> None:
 
 
 _FLOW_ERRORS: Final = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+def flow_selector(
+    options: ObserveOptions, now: datetime | int | float | None = None
+) -> Callable[[JSON], bool] | None:
+    """observe's `--since/--until` window and filters (flags, `--not` flags, `--allowlist`,
+    `--denylist`) as one predicate on a flow dict, for commands that read flows as observe
+    does without printing them (`connections`, `generate`); None when nothing filters.
+
+    `--first/--last` and the output options are not applied. The window compares the flow's
+    own `time` (hubble compares the envelope's, which its files write equal to it; a flow
+    without one counts as the Unix epoch). Bad options raise FilterError/ValueError as in
+    `observe`; the predicate raises one of TypeError, ValueError, AttributeError, KeyError,
+    IndexError on a flow it cannot read, which observe reports as a bad line."""
+    matcher = _matcher(options)
+    pred: Callable[[JSON], bool] | None = None if matcher.is_trivial else matcher.predicate
+    now_ns = _now_ns(now)
+    since = parse_time_arg(options.since, now_ns) if options.since else None
+    until = parse_time_arg(options.until, now_ns) if options.until else None
+    if since is None and until is None:
+        return pred
+
+    def selected(f: JSON) -> bool:
+        t = _response_time_ns(f, None)
+        if (since is not None and t < since) or (until is not None and t > until):
+            return False
+        return pred is None or pred(f)
+
+    return selected
 
 
 def observe(
