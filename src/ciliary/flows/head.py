@@ -103,11 +103,20 @@ class FlowHead(msgspec.Struct, gc=False):
     source: EndpointHead | None = None
     destination: EndpointHead | None = None
     is_reply: bool | None = None
+    reply: bool | None = None  # deprecated; what captures of older Hubble say instead
     l7: JSON | None = None
     traffic_direction: str = ""
     destination_names: msgspec.Raw = _EMPTY  # names the destination IP resolved from (DNS)
     # Present in every canonical flow; its absence sends the line to the full reader.
     event_type: EventTypeHead | None = None
+
+    @property
+    def replying(self) -> bool | None:
+        """Whether the flow says it is a reply: `is_reply`, else the deprecated `reply`
+        older Hubble wrote (absent there means no); None when it does not say."""
+        if self.is_reply is not None:
+            return self.is_reply
+        return True if self.reply else None
 
     def destination_name_list(self) -> list[str]:
         return [n for n in _raw_list(self.destination_names) if type(n) is str]
@@ -179,6 +188,7 @@ def head_from_dict(flow: JSON) -> FlowHead:
         source=_side(flow.get("source")),
         destination=_side(flow.get("destination")),
         is_reply=None if flow.get("is_reply") is None else bool(flow.get("is_reply")),
+        reply=None if flow.get("reply") is None else bool(flow.get("reply")),
         l7=l7 if type(l7) is dict else None,
         traffic_direction=_str(flow.get("traffic_direction")),
         destination_names=msgspec.Raw(msgspec.json.encode(names)) if isinstance(names, list) else _EMPTY,

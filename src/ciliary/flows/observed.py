@@ -22,7 +22,8 @@ Rules:
   snapshot's ipcache makes of the address as the other side's node sees it (a pod, the
   host, a remote node, the apiserver), else the entity their reserved labels name; what is
   left is a world address.
-* Old captures do not say `is_reply`: such a flow is a reply when its reverse 5-tuple is a
+* Old captures write the deprecated `reply` instead of `is_reply`; a flow that says
+  neither is a reply when its reverse 5-tuple is a
   known connection (as conntrack has it), or, for a connection begun before the capture,
   when it leaves a container port of its source for a port its destination does not serve.
 * `keep(flow)` (observe's filters) selects which flows become observations; it is asked only
@@ -255,7 +256,8 @@ class _Reader:
         if l7 is not None and l7.get("type") == "RESPONSE" and isinstance(l7.get("dns"), dict):
             self.learn(f, l7["dns"])
             return None
-        reply = f.is_reply is True or (f.is_reply is None and l7 is None and self.unmarked_reply(f, proto, sip, sport, dip, dport))
+        said = f.replying
+        reply = said is True or (said is None and l7 is None and self.unmarked_reply(f, proto, sip, sport, dip, dport))
         if l7 is not None and reply:
             return None  # an L7 response: its request was the observation
         if self.keep is not None and not self.selected(fl):

@@ -3,8 +3,9 @@
 Replay reads flows, tracks connections like conntrack and reports; the `Decider` decides.
 Only the first flow of a connection is decided; its replies and the same connection seen
 at other observation points follow that verdict (a reply whose connection was never seen
-is decided in the connection's direction). A flow of an older capture that does not say
-`is_reply` is a reply when conntrack would make it one (`flows.sides.unmarked_reply`). DNS answers go to the decider in time order,
+is decided in the connection's direction). Older Hubble wrote `reply` instead of
+`is_reply`; a flow that says neither is a reply when conntrack would make it one
+(`flows.sides.unmarked_reply`). DNS answers go to the decider in time order,
 which learns them when the new policies let the query through the DNS proxy, so
 `toFQDNs` is judged as it would be live.
 
@@ -226,11 +227,12 @@ class _Replayer:
             if t is None:
                 return self.unjudged(fl, recorded)
             proto, sport, dport = t
-        is_reply = f.is_reply is True
+        said = f.is_reply if f.is_reply is not None else f.replying
+        is_reply = said is True
         if f.l7 is None and sip and dip:
             # The common case first: an L3/L4 flow of a connection already seen.
             conns = self.conns
-            if f.is_reply is None:  # old captures do not say
+            if said is None:  # the flow does not say
                 is_reply = self.unmarked_reply(f, proto, sip, sport, dip, dport)
             if is_reply:
                 known = conns.get((proto, dip, dport, sip, sport)) or conns.get((proto, sip, sport, dip, dport))
