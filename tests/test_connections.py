@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from ciliary import cli
 from ciliary.flows.observed import PeerResolver
+from ciliary.l7.paths import display_path
 from ciliary.workflows import connections as conn_mod
 from ciliary.workflows.connections import (
     CSV_FIELDS,
-    collapse_path,
     connections,
     l7_summary,
     run_connections_cli,
@@ -432,8 +432,8 @@ def test_unnamed_world_address_is_a_cidr_row(tmp_path: Path) -> None:
     ("/x/\u0661\u0662", "/x/\u0661\u0662"),  # non-ASCII digits are not ids
     ("/orders/12a", "/orders/12a"),
 ])
-def test_collapse_path(path: str, collapsed: str) -> None:
-    assert collapse_path(path) == collapsed
+def test_routes_name_identifier_segments(path: str, collapsed: str) -> None:
+    assert display_path(path) == collapsed
 
 
 def test_l7_summaries() -> None:

@@ -11,13 +11,13 @@ import yaml
 
 from ciliary.cluster.loader import read_cluster
 from ciliary.l7.http import HTTPRequest
+from ciliary.l7.paths import collapse, path_pattern
 from ciliary.model.files import read_documents
 from ciliary.model.loader import load_policies
 from ciliary.policy.config import AgentConfig
 from ciliary.policy.engine import PolicyEngine
 from ciliary.workflows.generate import GenerateOptions, GenerateResult, generate
 from ciliary.workflows.generate.names import cidrs, fqdn_selectors
-from ciliary.workflows.generate.paths import collapse, path_pattern
 from ciliary.workflows.generate.verify import default_deny_yaml, load_generated
 from ciliary.workflows.replay import replay
 from ciliary.workflows.trace import trace

@@ -15,7 +15,7 @@ Rules:
   one row per name `fqdn:NAME` (`fqdn`; a flow to an address with two names counts in both
   rows, once in `flows`), else `cidr:IP/32` (`/128`; `cidr`). A side that cannot be named is
   `unresolved:POD-OR-ADDRESS` (`unresolved`), its reason kept in `unresolved`.
-* L7: `HTTP METHOD PATH` (`collapse_path`: query dropped, identifier segments collapsed),
+* L7: `HTTP METHOD PATH` (`l7.paths.display_path`: query dropped, identifier segments named),
   `Kafka API-KEY TOPIC`, `DNS NAME`; empty for L3/L4 flows.
 * Filters are observe's, applied by `flow_selector` before a flow becomes an observation.
 * Memory grows with the rows (plus the peers and DNS answers observations keep), never with
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ from ciliary.flows.observed import (
 )
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.kafka import KafkaRequest, kafka_api_key_name
+from ciliary.l7.paths import display_path
 from ciliary.model.errors import LoadError
 from ciliary.model.loader import load_policies
 from ciliary.policy.config import AgentConfig
@@ -66,7 +66,6 @@ __all__ = [
     "ConnectionsReport",
     "ConnectionsRequest",
     "Row",
-    "collapse_path",
     "connections",
     "l7_summary",
     "parse_connections_args",
@@ -87,41 +86,9 @@ _UNRESOLVED_SHOWN = 50  # unresolved sides listed by the text and markdown summa
 
 # ---- naming -------------------------------------------------------------------------------
 
-_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-_HEX = re.compile(r"[0-9A-Fa-f]+")
-_DIGIT = re.compile(r"[0-9]")
-_HEX_LETTER = re.compile(r"[A-Fa-f]")
-
-
-def _segment(seg: str) -> str:
-    if seg.isascii() and seg.isdigit():
-        return "{n}"
-    if len(seg) == 36 and _UUID.fullmatch(seg):
-        return "{uuid}"
-    # Long hex is an id (hashes, object ids); shorter only when mixing digits and letters,
-    # so that words spelt in a-f ("facade", "deadbeef") stay.
-    if len(seg) >= 8 and _HEX.fullmatch(seg) and (
-        len(seg) >= 16 or (_DIGIT.search(seg) and _HEX_LETTER.search(seg))
-    ):
-        return "{hex}"
-    return seg
-
-
-def collapse_path(path: str) -> str:
-    """An HTTP path as one row names all its instances: the query and fragment dropped, and
-    each segment that is an identifier rather than a name replaced: all digits `{n}`, a UUID
-    `{uuid}`, hex of 16 digits or more (or of 8 or more with both letters and digits) `{hex}`.
-
-    >>> collapse_path("/api/v1/orders/1234?page=2")
-    '/api/v1/orders/{n}'
-    """
-    path = path.partition("?")[0].partition("#")[0]
-    return "/".join(_segment(s) for s in path.split("/"))
-
-
 @lru_cache(maxsize=65_536)
 def _http_summary(method: str, path: str) -> str:
-    return f"HTTP {method} {collapse_path(path)}"
+    return f"HTTP {method} {display_path(path)}"
 
 
 def l7_summary(request: L7Request | None) -> str:

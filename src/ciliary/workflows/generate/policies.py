@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ciliary.cluster.workloads import Workload
+from ciliary.l7.paths import collapse
 from ciliary.model.emit import Commented
 from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_NAMES, PROTO_TCP, PROTO_UDP
 from ciliary.workflows.generate.names import cidrs, fqdn_selectors
-from ciliary.workflows.generate.paths import collapse
 from ciliary.workflows.generate.rules import (
     CIDR,
     ENDPOINTS,

@@ -1,12 +1,13 @@
-"""HTTP paths as least-privilege rule patterns: the parts of a path that vary per request
-(numbers, UUIDs, hashes) become RE2 classes, everything else stays literal.
+"""HTTP paths by what varies in them: the segments that are identifiers (numbers, UUIDs,
+hashes) rather than names. `display_path` names a REST route for people (`/orders/{n}`);
+`path_pattern` makes the least-privilege rule pattern of a path (`/orders/[0-9]+`).
 
-Rules: a path is split at `/`; a segment that is all digits becomes `[0-9]+`, a UUID
-`[0-9a-fA-F-]{36}`, a hex string of 16 or more characters `[0-9a-fA-F]+`; other segments are
-escaped literally. A query string is not part of the pattern: a path observed with one gets
-`(\\?.*)?`, as Cilium matches `:path` with its query. `collapse` checks that every observed
-path still matches its pattern (RE2 full match, as Envoy does) and keeps the literal path
-where one would not.
+Rules: a path is split at `/`; a segment is `n` when all digits, `uuid` when a UUID, `hex`
+when 8 or more hex digits with both digits and letters (so words spelt in a-f stay); other
+segments are names, kept (escaped, in a pattern). A query string or fragment is not part of
+a route; a pattern for a path observed with a query gets `(\\?.*)?`, as Cilium matches
+`:path` with its query. `collapse` checks that every observed path still matches its pattern
+(RE2 full match, as Envoy does) and keeps the literal path where one would not.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from ciliary.re2util import fullmatcher
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
-_HEX = re.compile(r"[0-9a-fA-F]{16,}\Z")
+_HEX = re.compile(r"[0-9a-fA-F]{8,}\Z")
 _META = re.compile(r"[\\.+*?()|\[\]{}^$]")
 QUERY = r"(\?.*)?"
 
@@ -31,9 +32,15 @@ def segment_kind(segment: str) -> str | None:
         return "n"
     if _UUID.match(segment):
         return "uuid"
-    if _HEX.match(segment) and any(c.isdigit() for c in segment):
+    if _HEX.match(segment) and any(c.isdigit() for c in segment) and any(c.isalpha() for c in segment):
         return "hex"
     return None
+
+
+def display_path(path: str) -> str:
+    """A path as one route names all its instances: `/api/v1/orders/{n}`."""
+    path = path.partition("?")[0].partition("#")[0]
+    return "/".join(f"{{{k}}}" if (k := segment_kind(s)) is not None else s for s in path.split("/"))
 
 
 def _escape(segment: str) -> str:
