@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from ciliary.cli import app
 from ciliary.cluster.loader import read_cluster
 from ciliary.l7.http import HTTPRequest
 from ciliary.l7.paths import collapse, path_pattern
@@ -182,7 +184,7 @@ def test_merging_adds_only_what_the_existing_policies_do_not_allow() -> None:
 
 def test_coverage_flags_short_windows_and_ports_nobody_used() -> None:
     cov = {c.workload: c for c in _run("seed").coverage}
-    assert "observed for 23.0h, less than 24h: rare traffic may be missing" in cov["payments/pg-gateway"].warnings
+    assert "observed for 23h, less than 24h: rare traffic may be missing" in cov["payments/pg-gateway"].warnings
     assert "declared but never used: 53/TCP (container port dns-tcp), 9153/TCP (container port metrics)" in cov["kube-system/kube-dns"].warnings
     assert not [w for w in _run("seed", min_window=3600.0, min_flows=1).coverage for w in w.warnings if "observed for" in w]
 
@@ -231,3 +233,95 @@ def test_world_addresses_are_host_prefixes_unless_aggregated() -> None:
     ips = ["203.0.113.9", "203.0.113.17", "2001:db8::1"]
     assert cidrs(ips) == ["203.0.113.9/32", "203.0.113.17/32", "2001:db8::1/128"]
     assert cidrs(ips, aggregate=True) == ["203.0.113.0/27", "2001:db8::1/128"]
+
+
+# -- the command ---------------------------------------------------------------------------
+
+runner = CliRunner()
+SEED_ARGS = [str(SEED / "flows.json"), "--cluster", str(SEED / "cluster.yaml")]
+
+
+def test_the_command_writes_a_yaml_stream_and_its_summary_apart() -> None:
+    res = runner.invoke(app, ["generate", *SEED_ARGS, "--namespace", "payments"])
+    assert res.exit_code == 0, res.output
+    docs = list(yaml.safe_load_all(res.stdout))
+    assert [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs] == [
+        ("payments", "allow-payments-api"), ("payments", "allow-pg-gateway")]
+    assert res.stderr.startswith("2 policies from 650 flow(s)\nverified: replaying the flows through them drops none")
+
+
+def test_json_output_holds_the_policies_and_the_summary() -> None:
+    res = runner.invoke(app, ["generate", *SEED_ARGS, "-n", "shop", "--l7", "http", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    got = orjson.loads(res.stdout)
+    assert sorted(got) == ["policies", "summary"]
+    assert {p["metadata"]["name"] for p in got["policies"]} == {"allow-backend", "allow-frontend", "allow-inventory-grpc", "allow-order-api"}
+    s = got["summary"]
+    assert s["verified"] is True and s["failures"] == [] and s["checked"] > 100 and s["flows_read"] == 650
+    assert {"workload", "window", "flows", "warnings"} <= set(s["coverage"][0])
+
+
+def test_out_writes_one_file_per_workload(tmp_path: Path) -> None:
+    out = tmp_path / "policies"
+    res = runner.invoke(app, ["generate", *SEED_ARGS, "--out", str(out), "-n", "payments", "-n", "shop"])
+    assert res.exit_code == 0, res.output
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml"))
+    assert files == ["payments/allow-payments-api.yaml", "payments/allow-pg-gateway.yaml", "shop/allow-backend.yaml",
+                     "shop/allow-frontend.yaml", "shop/allow-inventory-grpc.yaml", "shop/allow-order-api.yaml"]
+    assert res.stdout.startswith("6 policies from 650 flow(s)")
+    assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
+    # The same input, again: the same bytes.
+    again = tmp_path / "again"
+    runner.invoke(app, ["generate", *SEED_ARGS, "--out", str(again), "-n", "payments", "-n", "shop"])
+    assert [p.read_bytes() for p in sorted(out.rglob("*.yaml"))] == [p.read_bytes() for p in sorted(again.rglob("*.yaml"))]
+
+
+def _fails(args: list[str]) -> tuple[int, str, str]:
+    res = runner.invoke(app, ["generate", *args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_bad_input_gets_one_clear_error_and_no_output_directory(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = _fails([str(tmp_path / "missing.json"), "--cluster", str(SEED / "cluster.yaml"), "--out", str(out)])
+    assert (code, stdout) == (1, "") and f"no such flow file: {tmp_path / 'missing.json'}" in stderr
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text("kind: List\nitems: [\n")
+    code, stdout, stderr = _fails([str(SEED / "flows.json"), "--cluster", str(bad), "--out", str(out)])
+    assert code == 1 and stdout == "" and f"{bad}:" in stderr
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "mine.yaml").write_text("keep: me\n")
+    code, _, stderr = _fails([*SEED_ARGS, "--out", str(full)])
+    assert code == 2 and "exists and is not empty (use --force to write into it)" in stderr
+    assert not out.exists() and sorted(p.name for p in full.iterdir()) == ["mine.yaml"]
+    code, _, _ = _fails([*SEED_ARGS, "--out", str(full), "--force", "-n", "payments"])
+    assert code == 0 and sorted(p.relative_to(full).as_posix() for p in full.rglob("*.yaml")) == [
+        "mine.yaml", "payments/allow-payments-api.yaml", "payments/allow-pg-gateway.yaml"]
+    code, _, stderr = _fails([*SEED_ARGS, "--l7", "smtp"])
+    assert code == 2 and "must be http, dns, kafka or all" in " ".join(stderr.replace("│", " ").split())
+
+
+def test_an_observed_flow_the_policies_would_drop_fails_the_command(tmp_path: Path) -> None:
+    # The answer's TTL (1 s) ends long before the connection (100 s later): toFQDNs no longer
+    # knows the address then, and the check says so.
+    t0, t1 = "2026-04-01T08:00:00.000000000Z", "2026-04-01T08:01:40.000000000Z"
+    pg = {"namespace": "payments", "pod_name": "pg-gateway-7b9f8d6c5-r3k8d"}
+    dns = {"namespace": "kube-system", "pod_name": "coredns-5d78c9869d-7xk2p"}
+    pg_ip, dns_ip = "10.244.1.14", "10.244.0.10"
+    flows = [
+        {"time": t0, "verdict": "FORWARDED", "event_type": {"type": 129}, "IP": {"source": pg_ip, "destination": dns_ip},
+         "l4": {"UDP": {"source_port": 40000, "destination_port": 53}}, "source": pg, "destination": dns, "is_reply": False,
+         "l7": {"type": "REQUEST", "dns": {"query": "api.stripe.com."}}},
+        {"time": t0, "verdict": "FORWARDED", "event_type": {"type": 129}, "IP": {"source": dns_ip, "destination": pg_ip},
+         "l4": {"UDP": {"source_port": 53, "destination_port": 40000}}, "source": dns, "destination": pg, "is_reply": True,
+         "l7": {"type": "RESPONSE", "dns": {"query": "api.stripe.com.", "ips": ["54.187.10.20"], "ttl": 1}}},
+        {"time": t1, "verdict": "FORWARDED", "event_type": {"type": 5}, "IP": {"source": pg_ip, "destination": "54.187.10.20"},
+         "l4": {"TCP": {"source_port": 41000, "destination_port": 443}}, "source": pg, "is_reply": False},
+    ]
+    path = tmp_path / "late.json"
+    path.write_bytes(b"".join(orjson.dumps({"flow": f}) + b"\n" for f in flows))
+    code, _, stderr = _fails([str(path), "--cluster", str(SEED / "cluster.yaml")])
+    assert code == 1
+    assert "NOT verified: replaying the flows through them drops 1 observed connection(s):" in stderr
+    assert "  payments/pg-gateway -> 54.187.10.20 443/TCP (api.stripe.com): DROPPED (1 flow(s), first at " in stderr

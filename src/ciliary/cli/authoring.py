@@ -40,7 +40,8 @@ def _l7_kinds(values: list[str]) -> frozenset[str]:
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
         what = "is not a directory" if not out.is_dir() else "exists and is not empty (use --force to write into it)"
-        raise typer.BadParameter(f"{out} {what}", param_hint="--out")
+        err.print(f"error: --out {out} {what}", markup=False)
+        raise typer.Exit(2)
 
 
 def _write_out(out: Path, files: list[tuple[str, bytes]]) -> None:

@@ -109,12 +109,18 @@ def _policy_names(workloads: list[Workload], taken: set[tuple[str, str]]) -> dic
     return names
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h".replace(".0h", "h")
+    m, sec = divmod(int(seconds), 60)
+    return f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
 def _coverage(engine: PolicyEngine, rules: WorkloadRules, opts: GenerateOptions) -> Coverage:
     ev = rules.window
     cov = Coverage(rules.workload.key, ev.span() or "no times", ev.flows)
-    hours = ev.seconds / 3600
     if ev.seconds < opts.min_window:
-        cov.warnings.append(f"observed for {hours:.1f}h, less than {opts.min_window / 3600:.0f}h: rare traffic may be missing")
+        cov.warnings.append(f"observed for {_duration(ev.seconds)}, less than {_duration(opts.min_window)}: rare traffic may be missing")
     if ev.flows < opts.min_flows:
         cov.warnings.append(f"only {ev.flows} flow(s) (fewer than {opts.min_flows})")
     used = {key for ports in rules.ingress.values() for key in ports}
