@@ -29,3 +29,10 @@ echo "# policies plus default deny in audit mode. Only the nightly batch, left o
 echo "# allow policies, shows AUDIT: that is what stage 4 would drop."
 run replay "$seed/flows.json" --cluster "$seed/cluster.yaml" \
     --policies "$seed/rollout/payments-allow.yaml" --policies "$seed/policies/09-default-deny.yaml" --audit-mode
+echo
+echo "# The authoring loop, stage 1: whom payments talks to (the seed's jq | sort | uniq -c)."
+run connections "$seed/flows.json" --cluster "$seed/cluster.yaml" --namespace payments
+echo
+echo "# Stage 2, derived from the same day of flows: one least-privilege policy per workload,"
+echo "# each rule with the flows behind it, checked by replaying the flows through them."
+run generate "$seed/flows.json" --cluster "$seed/cluster.yaml" --namespace payments --l7 all
