@@ -35,6 +35,7 @@ import orjson
 
 from ciliary.cache import BoundedCache
 from ciliary.flows.codec import OnBadLine, ReadStats, display_name, numbered_lines, read_flow
+from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -59,6 +60,19 @@ class Layer4Head(msgspec.Struct, gc=False):
     SCTP: Ports | None = None
     ICMPv4: ICMP | None = None
     ICMPv6: ICMP | None = None
+
+
+def layer4_of(l4: Layer4Head | None) -> tuple[int, int, int] | None:
+    """(protocol number, source port, destination port or ICMP type) of a flow's L4."""
+    if l4 is None:
+        return None
+    for num, p in ((PROTO_TCP, l4.TCP), (PROTO_UDP, l4.UDP), (PROTO_SCTP, l4.SCTP)):
+        if p is not None:
+            return num, p.source_port, p.destination_port
+    for num, icmp in ((PROTO_ICMP, l4.ICMPv4), (PROTO_ICMPV6, l4.ICMPv6)):
+        if icmp is not None:
+            return num, 0, icmp.type
+    return None
 
 
 class IPHead(msgspec.Struct, gc=False):

@@ -48,10 +48,17 @@ from ciliary.cache import BoundedCache
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.cluster.workloads import Workload, pod_labels_of_flow, workload_of
 from ciliary.flows.codec import BadLine, FlowReadError, OnBadLine, ReadStats, display_name
-from ciliary.flows.head import EndpointHead, FlowHead, FlowLine, flow_seconds, map_flow_lines
+from ciliary.flows.head import (
+    EndpointHead,
+    FlowHead,
+    FlowLine,
+    flow_seconds,
+    layer4_of,
+    map_flow_lines,
+)
 from ciliary.flows.sides import l7_request, serves, unmarked_reply
 from ciliary.policy.engine import PolicyEngine, node_name
-from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
+from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6
 from ciliary.verdict.types import L7Request
 
 JSON = dict[str, Any]
@@ -109,19 +116,6 @@ class Observation(msgspec.Struct, gc=False):
     def denied(self) -> bool:
         """Dropped by an explicit deny rule: never to be allowed."""
         return self.drop_reason == "POLICY_DENY"
-
-
-def _l4(f: FlowHead) -> tuple[int, int, int] | None:
-    l4 = f.l4
-    if l4 is None:
-        return None
-    for num, p in ((PROTO_TCP, l4.TCP), (PROTO_UDP, l4.UDP), (PROTO_SCTP, l4.SCTP)):
-        if p is not None:
-            return num, p.source_port, p.destination_port
-    for num, icmp in ((PROTO_ICMP, l4.ICMPv4), (PROTO_ICMPV6, l4.ICMPv6)):
-        if icmp is not None:
-            return num, 0, icmp.type
-    return None
 
 
 def _entity_of(labels: Iterable[object]) -> str | None:
@@ -246,7 +240,7 @@ class _Reader:
         # (the proxy denied the request) carries no drop reason.
         if f.verdict == "DROPPED" and f.drop_reason_desc not in POLICY_DROPS and f.l7 is None:
             return None
-        t = _l4(f)
+        t = layer4_of(f.l4)
         ips = f.IP
         if t is None or ips is None:
             return None

@@ -25,7 +25,7 @@ import msgspec
 
 from ciliary.cache import BoundedCache
 from ciliary.flows.codec import OnBadLine, ReadStats, go_json
-from ciliary.flows.head import FlowHead, FlowLine, Layer4Head, flow_seconds, map_flow_lines
+from ciliary.flows.head import FlowHead, FlowLine, flow_seconds, layer4_of, map_flow_lines
 from ciliary.flows.sides import (
     FlowPeers,
     l7_request,
@@ -37,12 +37,8 @@ from ciliary.flows.sides import (
 )
 from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import (
-    PROTO_ICMP,
-    PROTO_ICMPV6,
     PROTO_NAMES,
-    PROTO_SCTP,
     PROTO_TCP,
-    PROTO_UDP,
 )
 from ciliary.verdict.decider import Decider, Decision
 from ciliary.verdict.types import AUDIT, DROPPED, Verdict
@@ -185,19 +181,6 @@ def replay(
     return itertools.chain.from_iterable(read(src) for src in sources)
 
 
-def _l4(l4: Layer4Head | None) -> tuple[int, int, int] | None:
-    """(protocol, source port, destination port or ICMP type)."""
-    if l4 is None:
-        return None
-    for num, p in ((PROTO_TCP, l4.TCP), (PROTO_UDP, l4.UDP), (PROTO_SCTP, l4.SCTP)):
-        if p is not None:
-            return num, p.source_port, p.destination_port
-    for num, icmp in ((PROTO_ICMP, l4.ICMPv4), (PROTO_ICMPV6, l4.ICMPv6)):
-        if icmp is not None:
-            return num, 0, icmp.type
-    return None
-
-
 # (protocol, source address, source port, destination address, destination port)
 _Tuple5 = tuple[int, str, int, str, int]
 
@@ -220,10 +203,10 @@ class _Replayer:
         sip, dip = (ips.source, ips.destination) if ips is not None else ("", "")
         l4 = f.l4
         tcp = l4.TCP if l4 is not None else None
-        if tcp is not None:  # most flows: _l4 inlined
+        if tcp is not None:  # most flows: layer4_of inlined
             proto, sport, dport = PROTO_TCP, tcp.source_port, tcp.destination_port
         else:
-            t = _l4(l4)
+            t = layer4_of(l4)
             if t is None:
                 return self.unjudged(fl, recorded)
             proto, sport, dport = t
