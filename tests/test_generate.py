@@ -142,6 +142,22 @@ def test_what_was_never_observed_is_denied() -> None:
     assert _verdict(e, cart, "192.0.2.123", 124, proto=17) == "DROPPED"
 
 
+def test_icmp_and_kafka_rules_and_the_drops_allowed_for_review() -> None:
+    r = _run("hand-written", l7=ALL_L7)
+    docs = _by_name(r)
+    assert {"toEndpoints": [{"matchLabels": {"app.kubernetes.io/name": "cart"}}],
+            "icmps": [{"fields": [{"type": 8, "family": "IPv4"}]}]} in docs["allow-frontend"]["spec"]["egress"]
+    # L7 rules go to the server's ingress (it is a subject here), not the client's egress.
+    kafka = [tp["rules"]["kafka"] for rule in docs["allow-kafka-broker"]["spec"]["ingress"] for tp in rule.get("toPorts", []) if "rules" in tp]
+    assert kafka == [[{"role": "produce", "topic": "orders"}, {"role": "produce", "topic": "payments-ledger"}]]
+    # The produce to payments-ledger was denied by the proxy when recorded: allowed now, and said so.
+    assert [(x.what, x.why) for x in r.was_dropped] == [
+        ("shop/frontend -> shop/catalog 8080/TCP", "the proxy denied the request"),
+        ("shop/orders-api -> streaming/kafka-broker 9092/TCP", "the proxy denied the request"),
+        ("shop/reporting -> payments/payments-api 8443/TCP", "dropped (POLICY_DENIED): no rule allowed it"),
+    ]
+
+
 def test_an_explicit_deny_is_never_turned_into_an_allow() -> None:
     r = _run("hand-written")
     assert [(d.what, d.evidence.flows) for d in r.denied] == [("shop/reporting -> 203.0.113.50 25/TCP", 1)]

@@ -86,6 +86,7 @@ class GenerateResult:
     verification: Verification
     stats: ReadStats
     unobserved: list[str] = field(default_factory=list)  # subject workloads no flow touched
+    was_dropped: list[Listed] = field(default_factory=list)  # allowed, though recorded as dropped
     merge_diff: str = ""  # unified diff of the YAML, with `merge_with`
     merge_effect: DiffReport | None = None  # what the additions change, with `merge_with`
 
@@ -214,6 +215,7 @@ def generate(
         policies, sorted(gatherer.denied.values(), key=lambda x: x.what),
         sorted(gatherer.unresolved.values(), key=lambda x: x.what),
         [_coverage(engine, gatherer.workloads[p.workload], opts) for p in policies], verified, stats, unobserved,
+        sorted(gatherer.was_dropped.values(), key=lambda x: x.what),
     )
     if merge_with is not None:
         result.merge_diff = "".join(

@@ -37,6 +37,7 @@ def summary_dict(r: GenerateResult) -> dict[str, Any]:
         "unverifiable": _failures(v.unverifiable),
         "denied": _listed(r.denied),
         "unresolved": _listed(r.unresolved),
+        "was_dropped": _listed(r.was_dropped),
         "coverage": [
             {"workload": c.workload, "window": c.window, "flows": c.flows, "warnings": c.warnings}
             for c in r.coverage
@@ -61,7 +62,11 @@ def summary_text(r: GenerateResult) -> str:
     if v.unverifiable:
         out.append("not verifiable offline (the name came without a DNS answer in the flows):")
         out += [f"  {f.what} ({f.evidence.flows} flow(s))" for f in v.unverifiable.values()]
-    for title, items in (("denied by a deny rule, so not allowed", r.denied), ("left out, a side could not be resolved", r.unresolved)):
+    for title, items in (
+        ("denied by a deny rule, so not allowed", r.denied),
+        ("left out, a side could not be resolved", r.unresolved),
+        ("allowed, though recorded as dropped (review them)", r.was_dropped),
+    ):
         if items:
             out.append(f"{title}:")
             out += [f"  {x.what}: {x.why} ({x.evidence.flows} flow(s))" for x in items]

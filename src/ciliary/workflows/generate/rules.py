@@ -11,7 +11,9 @@ Rules:
   DNS names its source resolved it from (`fqdn`), else the address (`cidr`). Ingress from
   the world is always by address.
 * An explicit deny (POLICY_DENY) is never allowed: such observations are listed apart, as
-  are those with a side that could not be resolved to a workload (never guessed).
+  are those with a side that could not be resolved to a workload (never guessed). Traffic
+  recorded as dropped for want of an allow (POLICY_DENIED, or an L7 request the proxy denied)
+  is allowed, and listed for review.
 * L7 requests go to the server's ingress when the server is a subject, else to the
   client's egress; DNS queries always to the client's egress (Cilium has no ingress DNS).
 """
@@ -130,6 +132,8 @@ class Gatherer:
     workloads: dict[Workload, WorkloadRules] = field(default_factory=dict)
     denied: dict[tuple[str, str, str], Listed] = field(default_factory=dict)
     unresolved: dict[tuple[str, str], Listed] = field(default_factory=dict)
+    # Allowed, but recorded as dropped (no rule, or the proxy, denied them): for review.
+    was_dropped: dict[tuple[str, str, str], Listed] = field(default_factory=dict)
     observed: int = 0  # observations taken into rules
 
     def subject(self, p: ObservedPeer) -> WorkloadRules | None:
@@ -164,6 +168,10 @@ class Gatherer:
         if not needed or (client is None and server is None):
             return
         self.observed += 1
+        if ob.verdict == "DROPPED":
+            what = (str(ob.src), str(ob.dst), port)
+            why = "the proxy denied the request" if ob.request is not None else f"dropped ({ob.drop_reason}): no rule allowed it"
+            self.was_dropped.setdefault(what, Listed(f"{what[0]} -> {what[1]} {port}", why)).evidence.add(ob)
         key = (ob.proto, ob.port)
         l7_at_server = server is not None
         if client is not None:
