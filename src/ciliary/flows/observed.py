@@ -76,7 +76,9 @@ _ICMP_REQUEST = {(PROTO_ICMP, 0): 8, (PROTO_ICMP, 14): 13, (PROTO_ICMP, 16): 15,
 _KEEP_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError)
 
 
-class ObservedPeer(msgspec.Struct, frozen=True, gc=False):
+# cache_hash: peers are memoised (PeerResolver) and looked up by, per flow, in connections'
+# row labels: each is hashed once, not once per flow.
+class ObservedPeer(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
     """One side of an observation, as a policy would name it."""
 
     kind: str  # pod | entity | world | unresolved
