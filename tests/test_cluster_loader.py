@@ -236,3 +236,31 @@ spec: {template: {spec: {containers: [{image: x}]}}}
 def test_invalid_pod_cidr() -> None:
     with pytest.raises(ValueError, match="invalid pod CIDR"):
         load_cluster([], pod_cidr="10.0.0.0/33")
+
+
+def test_probe_ports_and_container_ports_are_read() -> None:
+    """kubelet's probe targets (lint's CIL004): httpGet/tcpSocket/grpc ports, named ones
+    resolved against the container's ports; exec probes and odd shapes are skipped."""
+    text = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop}
+spec:
+  containers:
+    - name: main
+      ports:
+        - {containerPort: 8080, name: http}
+        - {containerPort: 9090}
+      readinessProbe: {httpGet: {path: /healthz, port: http}}
+      livenessProbe: {tcpSocket: {port: 9090}}
+      startupProbe: {exec: {command: [true]}}
+    - name: side
+      ports: [{containerPort: 50051, name: grpc}]
+      livenessProbe: {grpc: {port: 50051}}
+      readinessProbe: {httpGet: {port: nosuchname}}
+status: {podIP: 10.0.0.5}
+"""
+    pod = load_cluster(parse_text(text, "c.yaml")).pods[0]
+    assert [(p.name, p.port) for p in pod.probe_ports] == [("liveness", 9090), ("readiness", 8080), ("liveness", 50051)]
+    assert [(p.name, p.port) for p in pod.container_ports] == [("http", 8080), ("", 9090), ("grpc", 50051)]
+    assert [p.name for p in pod.named_ports] == ["http", "grpc"]

@@ -139,6 +139,8 @@ class _PodTemplate:
     host_network: bool
     named_ports: tuple[ContainerPort, ...]
     node_selector: Mapping[str, str]
+    container_ports: tuple[ContainerPort, ...] = ()
+    probe_ports: tuple[ContainerPort, ...] = ()
 
 
 @dataclass
@@ -305,19 +307,26 @@ class _Builder:
             self.issue(w, (*spec_path, "hostNetwork"), f"must be a boolean, got {_show(host_network)}")
             host_network = False
         ports: list[ContainerPort] = []
+        every: list[ContainerPort] = []
+        probes: list[ContainerPort] = []
         for ci, c in enumerate(self._list(w, (*spec_path, "containers"), spec.get("containers"))):
             cpath = (*spec_path, "containers", ci)
             container = self._mapping(w, cpath, c)
+            mine: list[ContainerPort] = []
             for pi, p in enumerate(self._list(w, (*cpath, "ports"), container.get("ports"))):
                 ppath = (*cpath, "ports", pi)
                 port = self._mapping(w, ppath, p)
                 number = self._port_number(w, (*ppath, "containerPort"), port.get("containerPort"))
                 pname = self._str(w, (*ppath, "name"), port.get("name"))
                 proto = self._protocol(w, (*ppath, "protocol"), port.get("protocol"))
-                if number is not None and pname:
-                    ports.append(ContainerPort(pname.lower(), number, proto))
+                if number is not None:
+                    mine.append(ContainerPort((pname or "").lower(), number, proto))
+                    if pname:
+                        ports.append(ContainerPort(pname.lower(), number, proto))
+            every.extend(mine)
+            probes.extend(_probe_ports(container, mine))
         node_selector = self._labels(w, (*spec_path, "nodeSelector"), spec.get("nodeSelector"))
-        return _PodTemplate(labels, sa, node_name, host_network, tuple(ports), node_selector)
+        return _PodTemplate(labels, sa, node_name, host_network, tuple(ports), node_selector, tuple(every), tuple(probes))
 
     # -- kinds ----------------------------------------------------------------------
     def _namespace(self, w: _Where, obj: dict[str, Any], name: str, ns: str | None, labels: Mapping[str, str]) -> None:
@@ -350,6 +359,8 @@ class _Builder:
                 t.named_ports,
                 t.host_network,
                 phase=phase,
+                container_ports=t.container_ports,
+                probe_ports=t.probe_ports,
             )
         )
 
@@ -577,6 +588,8 @@ class _Builder:
                         t.host_network,
                         synthetic=True,
                         owner=f"{wl.kind}/{wl.name}",
+                        container_ports=t.container_ports,
+                        probe_ports=t.probe_ports,
                     )
                 )
         return out
@@ -653,3 +666,31 @@ def _show(value: Any) -> str:
         return type_name(value)
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+_PROBES = (("livenessProbe", "liveness"), ("readinessProbe", "readiness"), ("startupProbe", "startup"))
+
+
+def _probe_ports(container: dict[str, Any], ports: list[ContainerPort]) -> list[ContainerPort]:
+    """The ports kubelet probes (it connects from the node). Lenient: probes do not change
+    what a policy says, so a probe ciliary cannot read is skipped, not an error."""
+    out: list[ContainerPort] = []
+    for key, kind in _PROBES:
+        probe = container.get(key)
+        if not isinstance(probe, dict):
+            continue
+        for handler in ("httpGet", "tcpSocket", "grpc"):
+            h = probe.get(handler)
+            if not isinstance(h, dict):
+                continue
+            port = h.get("port")
+            if isinstance(port, str) and not port.isdigit():
+                named = [p for p in ports if p.name == port.lower()]
+                number = named[0].port if named else None
+            elif isinstance(port, int | str) and not isinstance(port, bool):
+                number = int(port)
+            else:
+                number = None
+            if number is not None and 0 < number <= 65535:
+                out.append(ContainerPort(kind, number, "TCP"))
+    return out

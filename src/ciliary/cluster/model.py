@@ -53,6 +53,10 @@ class Pod:
     synthetic_ips: bool = False  # ips were assigned from pod_cidr (none in the input)
     phase: str | None = None  # status.phase if given
     owner: str | None = None  # "Deployment/frontend" for synthetic pods
+    container_ports: tuple[ContainerPort, ...] = ()  # every declared port (name "" if none)
+    # kubelet's probe targets (liveness/readiness/startup httpGet, tcpSocket, grpc); `name`
+    # says which probe. Named probe ports are resolved against the container's ports.
+    probe_ports: tuple[ContainerPort, ...] = ()
     # `namespace/name`, made once: verdicts and reports name pods by it.
     key: str = field(init=False, repr=False, compare=False)
 

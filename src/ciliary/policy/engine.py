@@ -326,6 +326,10 @@ class PolicyEngine:
     def identity(self, num: int) -> Identity | None:
         return self.allocator.get(num)
 
+    def selected(self, sel: Selector, node: str | None = None) -> frozenset[int]:
+        """The identities a peer selector selects, as seen from `node` (the selector cache)."""
+        return self._select(sel, node)
+
     def _select(self, sel: Selector, node: str | None) -> frozenset[int]:
         ids = self.index.select(sel)
         # Identity 1 carries node-dependent labels (kube-apiserver when it runs locally).

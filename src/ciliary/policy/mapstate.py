@@ -45,6 +45,18 @@ MATCH_L3_PROTO = "L3_PROTO"
 MATCH_PROTO_ONLY = "PROTO_ONLY"
 
 
+class MapRule(NamedTuple):
+    """One rule's contribution to a map, unexpanded: the identities (None: any peer), the
+    port prefix, and what the rule says for them (for analyses such as lint)."""
+
+    ids: frozenset[int] | None
+    port: PortPrefix
+    deny: bool
+    origin: RuleOrigin | None
+    l7: L7Rules | None
+    auth: str | None
+
+
 class PolicyKey(NamedTuple):
     # A NamedTuple: one is made per looked-up identity, and a tuple is built far faster.
     direction: str
@@ -363,6 +375,13 @@ class PolicyMap:
             if not e.deny and e.contribution is not None and e.selects(identity) and not _has(out, e.contribution):
                 out.append(e.contribution)
         return self._l7.put(key, tuple(out))
+
+    def rules(self) -> list[MapRule]:
+        """Every rule entry of the map, in insertion order per port (read-only views)."""
+        return [
+            MapRule(e.ids, e.port, e.deny, e.origin, e.contribution.rules if e.contribution else None, e.auth)
+            for e in self._all()
+        ]
 
     def _all(self) -> list[_RuleEntry]:
         return [e for lst in self._by_port.values() for e in lst] + [e for lst in self._ranges.values() for e in lst]
