@@ -36,3 +36,11 @@ echo
 echo "# Stage 2, derived from the same day of flows: one least-privilege policy per workload,"
 echo "# each rule with the flows behind it, checked by replaying the flows through them."
 run generate "$seed/flows.json" --cluster "$seed/cluster.yaml" --namespace payments --l7 all
+echo
+echo "# Policies are code. lint finds the pitfalls; its one error is the deny-only trap above."
+status=0
+run lint --cluster "$seed/cluster.yaml" --policies "$seed/policies" || status=$?
+if [ "$status" -ne 1 ]; then echo "expected exit status 1 (an error-level finding), got $status" >&2; exit 1; fi
+echo
+echo "# Connectivity expectations as CI tests: the seed's PCI DSS scenario (JUnit with --junit)."
+run test examples/pci/expectations.yaml

@@ -134,3 +134,11 @@ def test_observe_help_and_filter() -> None:
     assert code == 0 and "--not" in out
     code, out = run("observe", str(SEED / "flows.json"), "--namespace", "payments", "--to-port", "8443", "--last", "1")
     assert code == 0 and len(out.splitlines()) == 1 and "payments/pg-gateway" in out and ":8443" in out
+
+
+def test_error_messages_print_the_input_as_data_not_markup(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x, namespace: shop}\n"
+                   "spec:\n  endpointSelector: {}\n  '[red]oops': 1\n  egress: [{}]\n")
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 1 and 'unknown field "[red]oops"' in res.stderr

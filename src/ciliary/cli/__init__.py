@@ -47,8 +47,11 @@ def fail_load(e: LoadError, output: Output) -> None:
     if output is Output.json:
         print_json({"errors": [i.as_dict() for i in e.issues]})
     else:
+        from rich.markup import escape
+
         for issue in e.issues:
-            err.print(f"[red]error[/]: {issue}", markup=True)
+            # Messages quote the input (names, labels, paths): data, never markup.
+            err.print(f"[red]error[/]: {escape(str(issue))}", markup=True)
         err.print(f"{len(e.issues)} error{'s' if len(e.issues) != 1 else ''}")
     raise typer.Exit(1)
 

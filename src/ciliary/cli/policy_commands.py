@@ -63,7 +63,7 @@ def validate(
         raise typer.Exit(0 if report.ok else 1)
     if not report.ok:
         for issue in report.issues:
-            err.print(f"[red]error[/]: {issue}", markup=True, highlight=False)
+            err.print(f"[red]error[/]: {escape(str(issue))}", markup=True, highlight=False)
         n = len(report.issues)
         err.print(f"{n} error{'s' if n != 1 else ''}; nothing loaded")
         raise typer.Exit(1)

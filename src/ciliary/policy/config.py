@@ -86,6 +86,12 @@ _KEYS: dict[str, str] = {
 _INTS = {"tofqdns_min_ttl", "tofqdns_endpoint_max_ip_per_hostname"}
 
 
+def option_attribute(name: str) -> str:
+    """The `AgentConfig` field of a Cilium agent option name (`allow-localhost` ->
+    `allow_localhost`); KeyError for an option ciliary does not know."""
+    return _KEYS[name]
+
+
 def parse_duration(value: Any) -> float | None:
     """Go durations as Cilium takes them: `0s`, `30s`, `5m`, `1h`, or a number of seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):

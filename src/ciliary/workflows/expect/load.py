@@ -13,7 +13,7 @@ from ciliary.l7.kafka import kafka_api_key_name
 from ciliary.model.errors import LoadError, ValidationIssue, format_path, type_name
 from ciliary.model.errors import Path as FieldPath
 from ciliary.model.source import Document, parse_text
-from ciliary.policy.config import config_from_document
+from ciliary.policy.config import config_from_document, option_attribute
 from ciliary.policy.ports import PROTO_NUMBERS
 from ciliary.verdict.types import L7Request
 from ciliary.workflows.expect.grid import GridError, parse_grid, row_line
@@ -162,8 +162,7 @@ class _Loader:
             for i in e.issues:
                 self.issues.append(ValidationIssue(self.file, i.line, None, None, f"options.{i.field}" if i.field else "options", i.message))
             return {}
-        # Option names are the AgentConfig fields, spelt with dashes.
-        return {k.replace("-", "_"): getattr(cfg, k.replace("-", "_")) for k in value}
+        return {option_attribute(k): getattr(cfg, option_attribute(k)) for k in value}
 
     # -- cases ---------------------------------------------------------------------------
     def case(self, i: int, item: Any) -> list[Case]:
