@@ -196,7 +196,7 @@ def test_cil003_namespace_list_is_configurable(tmp_path: Path) -> None:
 
 # -- CIL004: probes (pitfall 4) -------------------------------------------------------------
 
-BACKEND_INGRESS = cnp("be", "shop", """
+BACKEND_RULES = """
     endpointSelector:
       matchLabels:
         app: backend
@@ -208,7 +208,10 @@ BACKEND_INGRESS = cnp("be", "shop", """
           - ports:
               - port: "8080"
                 protocol: TCP
-""")
+"""
+
+
+BACKEND_INGRESS = cnp("be", "shop", BACKEND_RULES)
 
 
 def test_cil004_allow_localhost_policy_blocks_declared_probes(tmp_path: Path) -> None:
@@ -374,6 +377,13 @@ def test_cil009_explicit_default_deny_is_info(tmp_path: Path) -> None:
     assert f.severity is Severity.info and f.message.startswith("explicit default deny")
 
 
+def test_cil009_explicit_default_deny_with_deny_rules_beside_it_is_info(tmp_path: Path) -> None:
+    deny = ccnp("deny-smtp", "endpointSelector: {}\negressDeny:\n  - toPorts:\n      - ports:\n          - port: \"25\"")
+    r = run(tmp_path, cnp("x", "batch", "endpointSelector: {}\negress:\n  - {}"), deny, select=["CIL009"])
+    batch = [f for f in of(r, "CIL009") if "batch/" in f.message]
+    assert len(batch) == 1 and batch[0].severity is Severity.info
+
+
 def test_cil009_negative_something_allowed(tmp_path: Path) -> None:
     r = run(tmp_path, cnp("x", "batch", "endpointSelector: {}\ningress:\n  - fromEntities: [cluster]"), select=["CIL009"])
     assert of(r, "CIL009") == []
@@ -448,21 +458,6 @@ def test_cil012_l3l4_allow_makes_l7_ineffective(tmp_path: Path) -> None:
 
 def test_cil012_negative_l7_alone(tmp_path: Path) -> None:
     assert of(run(tmp_path, l7_on("{matchLabels: {app: order-api}}"), select=["CIL012"]), "CIL012") == []
-
-
-BACKEND_RULES = """
-    endpointSelector:
-      matchLabels:
-        app: backend
-    ingress:
-      - fromEndpoints:
-          - matchLabels:
-              app: frontend
-        toPorts:
-          - ports:
-              - port: "8080"
-                protocol: TCP
-"""
 
 
 def test_cil013_allow_made_unreachable_by_deny(tmp_path: Path) -> None:
@@ -552,3 +547,9 @@ def test_cil017_negative(tmp_path: Path) -> None:
 def test_every_check_has_tests_here(check: str) -> None:
     text = Path(__file__).read_text()
     assert f"def test_{check.lower()}_" in text
+
+
+def test_cil005_node_selector_typo(tmp_path: Path) -> None:
+    host = ccnp("host", "nodeSelector:\n  matchLabels:\n    node-role.kubernetes.io/control-plan: \"\"\ningress:\n  - fromEntities: [cluster]")
+    f = one(run(tmp_path, host, select=["CIL005"]), "CIL005")
+    assert f.field == "spec.nodeSelector" and "did you mean node-role.kubernetes.io/control-plane?" in f.message

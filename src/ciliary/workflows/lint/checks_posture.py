@@ -120,8 +120,9 @@ def check_posture(ctx: LintContext) -> Iterator[Finding]:
 
 
 def _explicit(dp: DirectionPolicy) -> bool:
-    """Every rule is an explicit `{}` / `fromEndpoints: []` element: default deny on purpose."""
-    return all(r.selects_nothing and not r.deny for r in dp.rules)
+    """Every allow rule is an explicit `{}` / `fromEndpoints: []` element: default deny on
+    purpose (deny rules selecting the same endpoints do not change that)."""
+    return all(r.selects_nothing for r in dp.rules if not r.deny)
 
 
 def check_system_namespaces(ctx: LintContext) -> Iterator[Finding]:

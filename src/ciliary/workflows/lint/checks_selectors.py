@@ -13,7 +13,7 @@ from ciliary.model import cilium as api
 from ciliary.model.errors import Path
 from ciliary.model.policy import KIND_KNP, LoadedPolicy
 from ciliary.policy.rules import INGRESS, NS_LABEL, PolicyEntry
-from ciliary.workflows.lint.context import LintContext
+from ciliary.workflows.lint.context import LintContext, model_at
 from ciliary.workflows.lint.findings import CHECKS_BY_ID, Finding, Severity
 
 CIL005 = CHECKS_BY_ID["CIL005"]
@@ -35,27 +35,32 @@ def explain_no_match(sel: Selector, candidates: list[LabelSet], what: str) -> tu
     if not candidates:
         return f"there is no {what}", False
     reqs = sel.requirements
+    ns = [r for r in reqs if r.key == NS_LABEL]
     failing = [r for r in reqs if not any(_matches(r, c) for c in candidates)]
     if failing:
         r = failing[0]
+        # Suggestions come from the selector's namespace when it names one that has endpoints.
+        local = [c for c in candidates if all(_matches(q, c) for q in ns)] or candidates
+        where = f" in namespace {ns[0].values[0]}" if ns and local is not candidates and ns[0].values else ""
         if r.operator in (OP_IN, OP_EXISTS):
-            values = {v for c in candidates for lb in c if lb.key == r.key and (r.source in ("any", lb.source)) for v in (lb.value,)}
+            values = {lb.value for c in local for lb in c if lb.key == r.key and r.source in ("any", lb.source)}
             if values and r.operator == OP_IN:
                 want = r.values[0] if len(r.values) == 1 else ",".join(r.values)
                 near = _close(want, values)
                 shown = ", ".join(sorted(values)[:5]) + (" ..." if len(values) > 5 else "")
                 if near is not None:
-                    return f"no {what} has {r.key}={want}; did you mean {r.key}={near}? (values of {r.key}: {shown})", True
-                return f"no {what} has {r.key}={want} (values of {r.key}: {shown})", False
+                    return f"no {what} has {r.key}={want}; did you mean {r.key}={near}? (values of {r.key}{where}: {shown})", True
+                return f"no {what} has {r.key}={want} (values of {r.key}{where}: {shown})", False
             if not values:
-                keys = {lb.key for c in candidates for lb in c if lb.source != "cidr"}
+                keys = {lb.key for c in local for lb in c if lb.source != "cidr"}
                 near = _close(r.key, keys)
                 if near is not None:
                     return f"no {what} has a label {r.key}; did you mean {near}?", True
                 return f"no {what} has a label {r.key}", False
         return f"no {what} satisfies {r}", False
     # Each requirement holds somewhere, but not all of them on one endpoint.
-    best = max(candidates, key=lambda c: sum(_matches(r, c) for r in reqs))
+    # The closest: most requirements met; of those, one in the selector's namespace.
+    best = max(candidates, key=lambda c: (sum(_matches(r, c) for r in reqs), all(_matches(r, c) for r in ns)))
     missing = [str(r) for r in reqs if not _matches(r, best)]
     return f"no single {what} has all of {sel}; the closest lacks {', '.join(missing)}", False
 
@@ -90,15 +95,27 @@ def check_selectors(ctx: LintContext) -> Iterator[Finding]:
             for i, peer in enumerate(p for p in e.peers or () if p.kind == kind):
                 if peer.is_wildcard or engine.selected(peer.selector):
                     continue
-                scope = ident_labels
-                text, typo = _peer_reason(peer.selector, scope, namespaces, kind)
+                text, typo = _peer_reason(peer.selector, ident_labels, namespaces, kind)
                 sub: Path = () if knp else (field, i)
+                shown = peer.text if knp else _written(model_at(lp.obj, (*e.origin.path, field, i))) or peer.text
                 yield ctx.finding(
                     CIL005, e,
-                    f"{field if not knp else 'peer'} selector {peer.text} selects nothing: {text}; the rule silently allows nothing",
+                    f"{field if not knp else 'peer'} selector {shown} selects nothing: {text}; the rule silently "
+                    f"{'denies' if e.deny else 'allows'} nothing",
                     "fix the label key or value (check `ciliary identities --cluster ...` for the labels that exist)",
                     sub=sub, severity=Severity.error if typo else Severity.warning,
                 )
+
+
+def _written(sel: Any) -> str | None:
+    """A selector as the policy wrote it: `{app=frontend, tier in (a,b)}`."""
+    if sel is None:
+        return None
+    parts = [f"{k}={v}" for k, v in (getattr(sel, "match_labels", None) or {}).items()]
+    for x in getattr(sel, "match_expressions", None) or []:
+        vals = f" ({','.join(x.values)})" if x.values else ""
+        parts.append(f"{x.key} {x.operator}{vals}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def _peer_reason(sel: Selector, scope: list[LabelSet], namespaces: set[str], kind: str) -> tuple[str, bool]:
