@@ -37,11 +37,8 @@ import json
 import os
 import pstats
 import random
-import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 import uuid
@@ -52,8 +49,10 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for benchkit (see its docstring)
+from benchkit import GCTimer, MiB, Target, cli, fmt_s, maxrss, print_targets, workdir
+
 SEED = 20260101
-MiB = 1024 * 1024
 
 
 # ----------------------------------------------------------------------------------------
@@ -749,28 +748,6 @@ def write_cluster(size: Size, seed: int, directory: Path) -> dict[str, Any]:
 # Measurements (run in a child process per size)
 
 
-class GCTimer:
-    """Cumulative time spent in the cyclic garbage collector (gc.callbacks)."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.full = 0
-        self._start = 0.0
-        gc.callbacks.append(self._cb)
-
-    def _cb(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.total += time.perf_counter() - self._start
-            self.full += info["generation"] == 2
-
-
-def rss_bytes() -> int:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == "darwin" else r * 1024
-
-
 def load(cluster_path: str, policy_path: str) -> tuple[Any, Any, dict[str, float]]:
     from ciliary.cluster.loader import load_cluster
     from ciliary.model.files import read_documents
@@ -950,7 +927,7 @@ def worker_time(args: argparse.Namespace) -> dict[str, Any]:
     cluster, policies, t = load(args.cluster, args.policies)
     res["load"] = t
     res["gc_load_s"] = gct.total
-    res["rss_after_load"] = rss_bytes()
+    res["rss_after_load"] = maxrss()
     g0, t0 = gct.total, time.perf_counter()
     engine = build(cluster, policies)
     res["build_s"], res["gc_build_s"] = time.perf_counter() - t0, gct.total - g0
@@ -959,7 +936,7 @@ def worker_time(args: argparse.Namespace) -> dict[str, Any]:
     compiled = compile_all(engine)
     res["compile_s"], res["gc_compile_s"] = time.perf_counter() - t0, gct.total - g0
     res["gc_compile_full"] = gct.full - f0
-    res["rss_after_compile"] = rss_bytes()
+    res["rss_after_compile"] = maxrss()
     distinct = list({id(p): p for p in compiled}.values())
     pod_eps = engine.pod_endpoints
     res["counts"] = {
@@ -982,7 +959,7 @@ def worker_time(args: argparse.Namespace) -> dict[str, Any]:
     g0 = gct.total
     res["matrix"] = time_matrix(engine, size.matrix_pods)
     res["matrix"]["gc_s"] = gct.total - g0
-    res["rss_end"] = rss_bytes()
+    res["rss_end"] = maxrss()
     # The same files again: with the parsed-file cache (populated by the load above) if on.
     _, _, t2 = load(args.cluster, args.policies)
     res["load_again"] = t2
@@ -998,14 +975,12 @@ def worker_mem(args: argparse.Namespace) -> dict[str, Any]:
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del compiled, engine
-    return {"tm_after_load": after_load[0], "tm_current": current, "tm_peak": peak, "rss": rss_bytes()}
+    return {"tm_after_load": after_load[0], "tm_current": current, "tm_peak": peak, "rss": maxrss()}
 
 
 def trace_cli(info: dict[str, Any], env: dict[str, str], runs: int = 3) -> dict[str, Any]:
-    exe = Path(sys.executable).parent / "ciliary"
-    cli = str(exe) if exe.exists() else (shutil.which("ciliary") or "ciliary")
     src, dst = info["trace_flow"]
-    cmd = [cli, "trace", "--cluster", info["cluster"], "--policies", info["policies"],
+    cmd = [cli(), "trace", "--cluster", info["cluster"], "--policies", info["policies"],
            "--src", src, "--dst", dst, "--dport", "8080/TCP"]
     times = []
     verdict = "?"
@@ -1073,7 +1048,7 @@ def profile(args: argparse.Namespace, info: dict[str, Any]) -> None:
             from ciliary.policy.config import AgentConfig
             engine = build_engine(info["cluster"], [info["policies"]], AgentConfig())
             src, dst = info["trace_flow"]
-            render_trace(trace(engine, src, dst, 6, 8080))
+            render_trace(trace(engine, src, dst, 6, 8080)[0])
         run("trace", do_trace)
     else:
         cluster, policies, _ = run("load", lambda: load(info["cluster"], info["policies"]))
@@ -1098,20 +1073,14 @@ def profile(args: argparse.Namespace, info: dict[str, Any]) -> None:
 # Report
 
 
-def fmt_s(x: float) -> str:
-    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
-
-
 def fmt_b(x: float) -> str:
+    """Whole MiB at every size, GiB included (unlike benchkit.fmt_b): the 1k and 10k rows
+    read alike."""
     return f"{x / MiB:,.0f} MiB"
 
 
-def met(ok: bool | None) -> str:
-    return "(figure)" if ok is None else "met" if ok else "NOT MET"
-
-
 def report(size: Size, info: dict[str, Any], tr: dict[str, Any], mem: dict[str, Any],
-           traces: dict[str, dict[str, Any]] | None) -> list[tuple[str, str, str, bool | None]]:
+           traces: dict[str, dict[str, Any]] | None) -> list[Target]:
     c, ld = tr["counts"], tr["load"]
     lk, dc, mx = tr["lookup"], tr["decide"], tr["matrix"]
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(info["kinds"].items()))
@@ -1159,7 +1128,7 @@ def report(size: Size, info: dict[str, Any], tr: dict[str, Any], mem: dict[str, 
         if len(cmd) > 9:
             print(f"                      {' '.join(cmd[1:4])} ... --src {cmd[7]} --dst {cmd[9]} --dport 8080/TCP")
     # A row whose verdict is None is printed next to the targets but is not one of them.
-    targets: list[tuple[str, str, str, bool | None]] = []
+    targets: list[Target] = []
     if size is LARGE:
         bc = tr["build_s"] + tr["compile_s"]
         targets.append(("10k/2k build+compile", "< 10 s", fmt_s(bc), bc < TARGET_COMPILE_S))
@@ -1203,9 +1172,7 @@ def main() -> int:
         return 0
 
     sizes = [SIZES[args.size]] if args.size else ([SMALL] if args.small else [SMALL, LARGE])
-    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ciliary-bench-"))
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir(args.keep, "ciliary-bench-") as tmp:
         if args.profile:
             os.environ.setdefault("CILIARY_CACHE_DIR", str(tmp / "cache"))  # never the user's cache
             size = sizes[-1] if args.size else sizes[0]
@@ -1216,7 +1183,7 @@ def main() -> int:
             return 0
         print(f"ciliary engine benchmark (python {sys.version.split()[0]}, seed {args.seed}, "
               f"{os.cpu_count()} CPUs); files in {tmp}")
-        all_targets: list[tuple[str, str, str, bool | None]] = []
+        all_targets: list[Target] = []
         for size in sizes:
             d = tmp / size.name
             d.mkdir(exist_ok=True)
@@ -1236,16 +1203,10 @@ def main() -> int:
             if size is SMALL:
                 traces = {"no cache": trace_cli(info, uncached), "parsed-file cache": trace_cli(info, cached)}
             all_targets += report(size, info, tr, mem, traces)
-        print("\n== targets")
-        width = max(len(t[0]) for t in all_targets)
-        for name, target, value, ok in all_targets:
-            print(f"  {name.ljust(width)}  {target:>9}  {value:<40} {met(ok)}")
+        print_targets(all_targets, target_width=9, value_width=40)
         if not args.keep:
             print("\n(lookups: 'cold' is the first lookup of each distinct key, which compiles its entry from the "
                   "rule entries; 'warm' looks up keys the map already holds, the target's 'lookups from a compiled map')")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -39,67 +39,44 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import importlib.util
-import io
 import json
 import os
-import pstats
-import resource
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
 
-HERE = Path(__file__).resolve().parent
-MiB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for benchkit (see its docstring)
+from benchkit import (
+    Target,
+    cli,
+    fmt_b,
+    fmt_s,
+    import_bench,
+    plain_parse,
+    print_profile,
+    print_targets,
+    print_wait4_note,
+    run_measured,
+    run_worker,
+    workdir,
+)
 
 TARGET_GENERATE_S = 60.0
 TARGET_GENERATE_RSS = 1_000_000_000  # 1 GB
 TARGET_CONNECTIONS_X = 2.0  # connections wall time / plain parse wall time
 
 
-def _bench_replay() -> ModuleType:
-    """bench/replay.py (the flow generator), imported by path."""
-    mod = sys.modules.get("bench_replay")
-    if mod is not None:
-        return mod
-    spec = importlib.util.spec_from_file_location("bench_replay", HERE / "replay.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_replay"] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _cli() -> str:
-    exe = Path(sys.executable).parent / "ciliary"
-    return str(exe) if exe.exists() else (shutil.which("ciliary") or "ciliary")
-
-
 # ----------------------------------------------------------------------------------------
 # Children
 
 
-def _maxrss() -> int:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == "darwin" else r * 1024
-
-
 def worker_plain(file: str) -> dict[str, Any]:
-    loads = orjson.loads
-    n = 0
-    t0 = time.perf_counter()
-    with open(file, "rb", buffering=1 << 20) as f:
-        for line in f:
-            loads(line)
-            n += 1
-    return {"flows": n, "seconds": time.perf_counter() - t0}
+    n, seconds = plain_parse(file)
+    return {"flows": n, "seconds": seconds}
 
 
 def worker_workloads(cluster: str) -> dict[str, Any]:
@@ -138,32 +115,23 @@ def worker_summary(file: str) -> dict[str, Any]:
 WORKERS = {"plain": worker_plain, "workloads": worker_workloads, "summary": worker_summary}
 
 
-def run_measured(cmd: list[str], stdout: Any = subprocess.PIPE) -> tuple[str, str, float, int, int]:
-    """bench/replay.py's: (stdout, stderr, wall seconds, exit status, ru_maxrss bytes)."""
-    res: tuple[str, str, float, int, int] = _bench_replay().run_measured(cmd, stdout)
-    return res
-
-
 def child(worker: str, arg: str) -> dict[str, Any]:
-    out, err, wall, rc, maxrss = run_measured([sys.executable, __file__, "--worker", worker, "--file", arg])
-    if rc != 0:
-        raise RuntimeError(f"{worker} worker failed (exit {rc}):\n{err[-3000:]}")
-    res: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    res["wall"], res["maxrss"] = wall, maxrss
+    res, wall, rss = run_worker(__file__, worker, ["--file", arg])
+    res["wall"], res["maxrss"] = wall, rss
     return res
 
 
 def cli_generate(file: str, cluster: str, l7: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ciliary-bench-generate-") as d:
         out_dir = Path(d) / "policies"  # must not exist (or be empty)
-        cmd = [_cli(), "generate", file, "--cluster", cluster, "--out", str(out_dir), "-o", "json"]
+        cmd = [cli(), "generate", file, "--cluster", cluster, "--out", str(out_dir), "-o", "json"]
         if l7:
             cmd += ["--l7", "all"]
         summary = Path(d) / "summary.json"
         with open(summary, "wb") as out:
-            _, err, wall, rc, maxrss = run_measured(cmd, stdout=out)
+            _, err, wall, rc, rss = run_measured(cmd, stdout=out)
         files = sum(1 for p in out_dir.rglob("*") if p.is_file()) if out_dir.is_dir() else 0
-        res: dict[str, Any] = {"wall": wall, "rc": rc, "maxrss": maxrss, "files": files}
+        res: dict[str, Any] = {"wall": wall, "rc": rc, "maxrss": rss, "files": files}
         try:  # read by a child: this process stays small (see the module)
             res["summary"] = child("summary", str(summary))
         except (RuntimeError, ValueError):
@@ -173,11 +141,11 @@ def cli_generate(file: str, cluster: str, l7: bool) -> dict[str, Any]:
 
 def cli_connections(file: str, extra: list[str] | None = None, keep_output: bool = False) -> dict[str, Any]:
     """One run, its JSON to /dev/null, or with `keep_output` to a temp file, summarised."""
-    cmd = [_cli(), "connections", file, "-o", "json", *(extra or [])]
+    cmd = [cli(), "connections", file, "-o", "json", *(extra or [])]
     with tempfile.NamedTemporaryFile(prefix="ciliary-bench-connections-", suffix=".json") as tmp, \
             open(os.devnull, "wb") as devnull:
-        _, err, wall, rc, maxrss = run_measured(cmd, stdout=tmp if keep_output else devnull)
-        res: dict[str, Any] = {"wall": wall, "rc": rc, "maxrss": maxrss}
+        _, err, wall, rc, rss = run_measured(cmd, stdout=tmp if keep_output else devnull)
+        res: dict[str, Any] = {"wall": wall, "rc": rc, "maxrss": rss}
         if rc != 0:
             res["error"] = err[-2000:]
         elif keep_output:
@@ -189,21 +157,6 @@ def cli_connections(file: str, extra: list[str] | None = None, keep_output: bool
 
 # ----------------------------------------------------------------------------------------
 # Report
-
-
-def fmt_s(x: float) -> str:
-    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
-
-
-def fmt_b(x: float) -> str:
-    return f"{x / MiB:,.0f} MiB" if x < 1024 * MiB else f"{x / 1024 / MiB:.2f} GiB"
-
-
-def met(ok: bool) -> str:
-    return "met" if ok else "NOT MET"
-
-
-Target = tuple[str, str, str, bool]
 
 
 def measure_generate(kind: str, path: str, meta: dict[str, Any], workloads: list[str]) -> list[Target]:
@@ -300,11 +253,7 @@ def profile(args: argparse.Namespace, meta: dict[str, Any]) -> None:
             prof.disable()
         what = f"{len(report.rows)} rows"
     print(f"{args.profile} of {Path(path).name} under cProfile: {time.perf_counter() - t0:.2f} s ({what})")
-    for order in (["cumulative", "tottime"] if args.sort == "both" else [args.sort]):
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats(order).print_stats(args.top)
-        print(f"-- top {args.top} by {order}")
-        print(buf.getvalue().split("\n\n", 1)[-1].strip("\n"), "\n")
+    print_profile(prof, args.sort, args.top)
 
 
 def main() -> int:
@@ -325,12 +274,10 @@ def main() -> int:
         print(json.dumps(WORKERS[args.worker](args.profile_file)))
         return 0
 
-    replay = _bench_replay()
-    seed = args.seed if args.seed is not None else replay._bench_engine().SEED
+    replay = import_bench("replay")
+    seed = args.seed if args.seed is not None else import_bench("engine").SEED
     params = replay.gen_params(args.small, seed)
-    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ciliary-bench-generate-"))
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir(args.keep, "ciliary-bench-generate-") as tmp:
         if args.profile:
             meta = replay.prepare(tmp, params)
             profile(args, meta)
@@ -359,16 +306,8 @@ def main() -> int:
             print(f"\n== {Path(path).name}: {meta[f'{kind}_gen']['flows']:,} flows, {fmt_b(size)}", flush=True)
             targets += measure_generate(kind, path, meta, workloads)
             targets += measure_connections(kind, path, meta, args.repeat)
-        print("\n== targets")
-        width = max(len(t[0]) for t in targets)
-        for name, target, value, ok in targets:
-            print(f"  {name.ljust(width)}  {target:>7}  {value:<32} {met(ok)}")
-        print(f"\n(wall time and peak RSS (wait4) of each child process, start-up included; this process's "
-              f"own peak, {fmt_b(_maxrss())}, is a floor of every child's; the bench took "
-              f"{fmt_s(time.perf_counter() - t_all)})")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+        print_targets(targets, target_width=7, value_width=32)
+        print_wait4_note(t_all)
     return 0
 
 

@@ -46,49 +46,32 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import importlib.util
-import io
 import json
 import os
-import pstats
-import resource
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-MiB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for benchkit (see its docstring)
+from benchkit import (
+    Target,
+    cli,
+    fmt_b,
+    fmt_s,
+    import_bench,
+    maxrss,
+    print_profile,
+    print_targets,
+    print_wait4_note,
+    run_measured,
+    run_worker,
+    workdir,
+)
 
 TARGET_LINT_S = 10.0  # `ciliary lint` wall time on 10k pods / 2k policies
-
-
-def _bench_engine() -> ModuleType:
-    """bench/engine.py (the cluster and policy generator), imported by path."""
-    mod = sys.modules.get("bench_engine")
-    if mod is not None:
-        return mod
-    spec = importlib.util.spec_from_file_location("bench_engine", HERE / "engine.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_engine"] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _cli() -> str:
-    exe = Path(sys.executable).parent / "ciliary"
-    return str(exe) if exe.exists() else (shutil.which("ciliary") or "ciliary")
-
-
-def _maxrss() -> int:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == "darwin" else r * 1024
 
 
 # ----------------------------------------------------------------------------------------
@@ -97,7 +80,7 @@ def _maxrss() -> int:
 
 def worker_generate(args: argparse.Namespace) -> dict[str, Any]:
     """Writes one size's files and its meta.json in `args.dir`."""
-    eng = _bench_engine()
+    eng = import_bench("engine")
     size = eng.SIZES[args.size]
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -139,7 +122,7 @@ def _engine(args: argparse.Namespace, res: dict[str, Any]) -> Any:
     engine = PolicyEngine(snapshot, policies, config)
     t2 = time.perf_counter()
     tune_gc_for_batch()  # as engine_from, once the engine is built
-    res.update(load_s=t1 - t0, build_s=t2 - t1, rss_after_build=_maxrss(),
+    res.update(load_s=t1 - t0, build_s=t2 - t1, rss_after_build=maxrss(),
                pods=len(snapshot.pods), policies=len(policies.policies), entries=len(engine.repository.entries),
                endpoints=len(engine.endpoints))
     return engine
@@ -159,7 +142,7 @@ def worker_split(args: argparse.Namespace) -> dict[str, Any]:
     t2 = time.perf_counter()
     distinct = {id(engine.policy(ep)) for ep in engine.endpoints}
     res.update(lint_s=t1 - t0, output_s=t2 - t1, json_bytes=len(text), findings=len(result.findings),
-               distinct_policies=len(distinct), rss_end=_maxrss())
+               distinct_policies=len(distinct), rss_end=maxrss())
     return res
 
 
@@ -198,30 +181,9 @@ def worker_counts(args: argparse.Namespace) -> dict[str, Any]:
 WORKERS = {"generate": worker_generate, "split": worker_split, "checks": worker_checks, "counts": worker_counts}
 
 
-def run_measured(cmd: list[str], stdout: Any = subprocess.PIPE,
-                 env: dict[str, str] | None = None) -> tuple[str, str, float, int, int]:
-    """Run `cmd`; (stdout, stderr, wall seconds, exit status, ru_maxrss bytes of that process)."""
-    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out if stdout is subprocess.PIPE else stdout, stderr=err, env=env)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        maxrss = ru.ru_maxrss if sys.platform == "darwin" else ru.ru_maxrss * 1024
-        return out.read().decode(), err.read().decode(), wall, p.returncode, maxrss
-
-
 def child(worker: str, env: dict[str, str] | None = None, **kw: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", worker]
-    for k, v in kw.items():
-        cmd += [f"--{k}", v]
-    out, err, wall, rc, maxrss = run_measured(cmd, env=env)
-    if rc != 0:
-        raise RuntimeError(f"{worker} worker failed (exit {rc}):\n{err[-3000:]}")
-    res: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    res["wall"], res["maxrss"] = wall, maxrss
+    res, wall, rss = run_worker(__file__, worker, [a for k, v in kw.items() for a in (f"--{k}", v)], env)
+    res["wall"], res["maxrss"] = wall, rss
     return res
 
 
@@ -243,11 +205,11 @@ def prepare(d: Path, size_name: str, seed: int) -> dict[str, Any]:
 
 
 def cli_lint(meta: dict[str, Any], env: dict[str, str], out_file: Path) -> dict[str, Any]:
-    cmd = [_cli(), "lint", "--cluster", meta["cluster"], "--policies", meta["policies"],
+    cmd = [cli(), "lint", "--cluster", meta["cluster"], "--policies", meta["policies"],
            "-o", "json", "--fail-on", "never"]
     with open(out_file, "wb") as f:
-        _, err, wall, rc, maxrss = run_measured(cmd, stdout=f, env=env)
-    res: dict[str, Any] = {"wall": wall, "rc": rc, "maxrss": maxrss}
+        _, err, wall, rc, rss = run_measured(cmd, stdout=f, env=env)
+    res: dict[str, Any] = {"wall": wall, "rc": rc, "maxrss": rss}
     if rc != 0:
         res["error"] = err[-2000:]
     return res
@@ -257,30 +219,14 @@ def cli_lint(meta: dict[str, Any], env: dict[str, str], out_file: Path) -> dict[
 # Report
 
 
-def fmt_s(x: float) -> str:
-    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
-
-
-def fmt_b(x: float) -> str:
-    if x < MiB:
-        return f"{x / 1024:,.0f} KiB"
-    return f"{x / MiB:,.0f} MiB" if x < 1024 * MiB else f"{x / 1024 / MiB:.2f} GiB"
-
-
-def met(ok: bool | None) -> str:
-    return "(figure)" if ok is None else "met" if ok else "NOT MET"
-
-
-Target = tuple[str, str, str, bool | None]
-
-
 def measure(size: Any, meta: dict[str, Any], d: Path, repeat: int) -> list[Target]:
     kinds = meta["kinds"]
     pols = sum(v for k, v in kinds.items() if "Policy" in k)
     print(f"\n== {size.name}: {kinds.get('Pod', 0):,} pods, {pols:,} policies "
           f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()) if 'Policy' in k)}), "
           f"{kinds.get('Namespace', 0)} namespaces, {kinds.get('Node', 0)} nodes; "
-          f"cluster.yaml {fmt_b(meta['cluster_bytes'])}, policies.yaml {fmt_b(meta['policy_bytes'])}", flush=True)
+          f"cluster.yaml {fmt_b(meta['cluster_bytes'], kib=True)}, "
+          f"policies.yaml {fmt_b(meta['policy_bytes'], kib=True)}", flush=True)
     cache = d / "cache"
     shutil.rmtree(cache, ignore_errors=True)  # the first run below is the cold one
     env = {**os.environ, "CILIARY_CACHE_DIR": str(cache)}
@@ -350,11 +296,7 @@ def profile(args: argparse.Namespace, meta: dict[str, Any], d: Path) -> None:
     prof.disable()
     print(f"lint() on {meta['params']['size']} under cProfile: {time.perf_counter() - t0:.2f} s "
           f"({len(result.findings)} findings)")
-    for order in (["cumulative", "tottime"] if args.sort == "both" else [args.sort]):
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats(order).print_stats(args.top)
-        print(f"-- top {args.top} by {order}")
-        print(buf.getvalue().split("\n\n", 1)[-1].strip("\n"), "\n")
+    print_profile(prof, args.sort, args.top)
 
 
 def main() -> int:
@@ -378,12 +320,10 @@ def main() -> int:
         print(json.dumps(WORKERS[args.worker](args)))
         return 0
 
-    eng = _bench_engine()
+    eng = import_bench("engine")
     seed = args.seed if args.seed is not None else eng.SEED
     sizes = [eng.SMALL] if args.small else [eng.SMALL, eng.LARGE]
-    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ciliary-bench-lint-"))
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir(args.keep, "ciliary-bench-lint-") as tmp:
         if args.profile:
             size = sizes[-1]
             d = tmp / size.name
@@ -400,16 +340,8 @@ def main() -> int:
             how = "reused the files of a previous run" if meta["reused"] else f"generated in {fmt_s(time.perf_counter() - t0)}"
             print(f"\n[{size.name}] {how}; measuring ...", flush=True)
             targets += measure(size, meta, d, args.repeat)
-        print("\n== targets")
-        width = max(len(t[0]) for t in targets)
-        for name, target, value, ok in targets:
-            print(f"  {name.ljust(width)}  {target:>7}  {value:<10} {met(ok)}")
-        print(f"\n(wall time and peak RSS (wait4) of each child process, start-up included; this process's "
-              f"own peak, {fmt_b(_maxrss())}, is a floor of every child's; the bench took "
-              f"{fmt_s(time.perf_counter() - t_all)})")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+        print_targets(targets, target_width=7, value_width=10)
+        print_wait4_note(t_all)
     return 0
 
 

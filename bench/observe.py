@@ -17,17 +17,20 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ciliary.flows.codec import go_json
 from ciliary.flows.schema import MESSAGES, order_fields
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for benchkit (see its docstring)
+from benchkit import MiB, maxrss, plain_parse
 
 NAMESPACES = {
     "shop": ["frontend", "cart", "catalog", "inventory", "orders-api", "reporting"],
@@ -187,20 +190,9 @@ def generate(path: str, n: int, seed: int = 7) -> None:
             out.write(go_json(env) + b"\n")
 
 
-def _maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def phase_plain(path: str) -> dict[str, float]:
-    loads = orjson.loads
-    t = time.perf_counter()
-    n = 0
-    with open(path, "rb", buffering=1 << 20) as f:
-        for line in f:
-            loads(line)
-            n += 1
-    dt = time.perf_counter() - t
-    return {"n": n, "seconds": dt, "maxrss_mib": _maxrss_mib()}
+    n, dt = plain_parse(path)
+    return {"n": n, "seconds": dt, "maxrss_mib": maxrss() / MiB}
 
 
 def phase_observe(path: str) -> dict[str, float]:
@@ -222,7 +214,7 @@ def phase_observe(path: str) -> dict[str, float]:
         "matched": c.matched,
         "bad": c.bad_lines,
         "seconds": dt,
-        "maxrss_mib": _maxrss_mib(),
+        "maxrss_mib": maxrss() / MiB,
     }
 
 

@@ -52,31 +52,38 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import heapq
-import importlib.util
 import io
 import json
 import os
-import pstats
 import random
-import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
 import yaml
 
-HERE = Path(__file__).resolve().parent
-MiB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for benchkit (see its docstring)
+from benchkit import (
+    GCTimer,
+    Target,
+    cli,
+    fmt_b,
+    fmt_s,
+    import_bench,
+    maxrss,
+    plain_parse,
+    print_profile,
+    print_targets,
+    run_measured,
+    run_worker,
+    workdir,
+)
 
 N_L4 = 1_000_000
 N_L7 = 200_000
@@ -86,19 +93,6 @@ TARGET_RSS_SHARE = 0.25  # RSS the replay loop adds (peak - after engine build) 
 DRIFT = 0.03  # share of connections whose recorded verdict differs from the policies'
 KEEP_DENIED = 0.15  # share of denied draws kept as they are (see FlowGen.pick)
 GEN_VERSION = 1  # bump when the generated files change (invalidates reuse of --keep dirs)
-
-
-def _bench_engine() -> ModuleType:
-    """bench/engine.py (the cluster and policy generator), imported by path."""
-    mod = sys.modules.get("bench_engine")
-    if mod is not None:
-        return mod
-    spec = importlib.util.spec_from_file_location("bench_engine", HERE / "engine.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_engine"] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ----------------------------------------------------------------------------------------
@@ -247,7 +241,7 @@ class FlowGen:
                         if ns and app and (ns, app) in self.by_app:
                             self.http_backends.append((ns, app))
         self.fqdn_clients = [p for ns in sorted(self.fqdn_names) for p in self.backends.get(ns, [])]
-        bench = _bench_engine()
+        bench = import_bench("engine")
         self.partner_names = sorted({n for names in self.fqdn_names.values() for n in names}
                                     | {f"api.{t}-partner.example.com" for t in bench.TEAMS})
         self.name_ips: dict[str, list[str]] = {}
@@ -791,7 +785,7 @@ def generate(tmp: Path, params: dict[str, Any]) -> dict[str, Any]:
     from ciliary.policy.config import AgentConfig
     from ciliary.workflows.engine import build_engine
 
-    be = _bench_engine()
+    be = import_bench("engine")
     # --small: a 100-pod / 20-policy cluster (bench/engine.py's generator, 10x smaller)
     size = be.Size("100", 100, 20, 5, 3, 4, None, 0, 0) if params["small"] else be.SMALL
     seed = params["seed"]
@@ -846,33 +840,9 @@ def prepare(tmp: Path, params: dict[str, Any]) -> dict[str, Any]:
 # Measurements (each in a child process)
 
 
-def _maxrss() -> int:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == "darwin" else r * 1024
-
-
-class GCTimer:
-    def __init__(self) -> None:
-        self.total = 0.0
-        self._start = 0.0
-        gc.callbacks.append(self._cb)
-
-    def _cb(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.total += time.perf_counter() - self._start
-
-
 def worker_plain(args: argparse.Namespace) -> dict[str, Any]:
-    loads = orjson.loads
-    n = 0
-    t0 = time.perf_counter()
-    with open(args.file, "rb", buffering=1 << 20) as f:
-        for line in f:
-            loads(line)
-            n += 1
-    return {"flows": n, "seconds": time.perf_counter() - t0, "maxrss": _maxrss()}
+    n, seconds = plain_parse(args.file)
+    return {"flows": n, "seconds": seconds, "maxrss": maxrss()}
 
 
 def worker_replay(args: argparse.Namespace) -> dict[str, Any]:
@@ -883,12 +853,12 @@ def worker_replay(args: argparse.Namespace) -> dict[str, Any]:
 
     # GC as `ciliary replay` runs it (cli.main and after the engine build).
     tune_gc_for_batch()
-    rss_start = _maxrss()
+    rss_start = maxrss()
     t0 = time.perf_counter()
     engine = build_engine(args.cluster, [args.policies], AgentConfig())
     build_s = time.perf_counter() - t0
     tune_gc_for_batch()
-    rss_build = _maxrss()
+    rss_build = maxrss()
     gct = GCTimer()
     rep = ReplayReport()
     n = 0
@@ -899,7 +869,7 @@ def worker_replay(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     s = rep.summary()
     return {"flows": n, "seconds": seconds, "build_s": build_s, "gc_s": gct.total, "rss_start": rss_start,
-            "rss_build": rss_build, "maxrss": _maxrss(), "by_verdict": s["by_predicted_verdict"],
+            "rss_build": rss_build, "maxrss": maxrss(), "by_verdict": s["by_predicted_verdict"],
             "changed": s["changed"], "unjudged": s["unjudged"], "bad": s["bad_lines"],
             "fqdn_caches": len(engine.fqdn_caches)}
 
@@ -918,7 +888,7 @@ def worker_observe(args: argparse.Namespace) -> dict[str, Any]:
             write("\n")
     seconds = time.perf_counter() - t0
     c = run.counts
-    return {"flows": c.flows_read, "matched": c.matched, "bad": c.bad_lines, "seconds": seconds, "maxrss": _maxrss()}
+    return {"flows": c.flows_read, "matched": c.matched, "bad": c.bad_lines, "seconds": seconds, "maxrss": maxrss()}
 
 
 def worker_generate(args: argparse.Namespace) -> dict[str, Any]:
@@ -931,38 +901,18 @@ WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 }
 
 
-def run_measured(cmd: list[str], stdout: Any = subprocess.PIPE) -> tuple[str, str, float, int, int]:
-    """Run `cmd`; (stdout, stderr, wall seconds, exit status, ru_maxrss bytes of that process)."""
-    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out if stdout is subprocess.PIPE else stdout, stderr=err)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        maxrss = ru.ru_maxrss if sys.platform == "darwin" else ru.ru_maxrss * 1024
-        return out.read().decode(), err.read().decode(), wall, p.returncode, maxrss
-
-
 def child(mode: str, file: str, meta: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", mode, "--file", file, "--cluster", meta["cluster"],
-           "--policies", meta["policies"], "--namespace", meta["observe_ns"]]
-    out, err, wall, rc, maxrss = run_measured(cmd)
-    if rc != 0:
-        raise RuntimeError(f"{mode} worker failed (exit {rc}):\n{err[-3000:]}")
-    res: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    res["wall"], res["wait4_maxrss"] = wall, maxrss
+    res, wall, rss = run_worker(__file__, mode, ["--file", file, "--cluster", meta["cluster"],
+                                                 "--policies", meta["policies"], "--namespace", meta["observe_ns"]])
+    res["wall"], res["wait4_maxrss"] = wall, rss
     return res
 
 
 def cli_replay(file: str, meta: dict[str, Any], output: str) -> dict[str, Any]:
-    exe = Path(sys.executable).parent / "ciliary"
-    cli = str(exe) if exe.exists() else (shutil.which("ciliary") or "ciliary")
-    cmd = [cli, "replay", file, "--cluster", meta["cluster"], "--policies", meta["policies"], "-o", output]
+    cmd = [cli(), "replay", file, "--cluster", meta["cluster"], "--policies", meta["policies"], "-o", output]
     with open(os.devnull, "wb") as devnull:
-        _, err, wall, rc, maxrss = run_measured(cmd, stdout=devnull)
-    res = {"wall": wall, "rc": rc, "maxrss": maxrss, "stderr": err.strip().splitlines()[-1:] if err.strip() else []}
+        _, err, wall, rc, rss = run_measured(cmd, stdout=devnull)
+    res = {"wall": wall, "rc": rc, "maxrss": rss, "stderr": err.strip().splitlines()[-1:] if err.strip() else []}
     if rc != 0:
         res["error"] = err[-2000:]
     return res
@@ -972,19 +922,7 @@ def cli_replay(file: str, meta: dict[str, Any], output: str) -> dict[str, Any]:
 # Report
 
 
-def fmt_s(x: float) -> str:
-    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
-
-
-def fmt_b(x: float) -> str:
-    return f"{x / MiB:,.0f} MiB" if x < 1024 * MiB else f"{x / 1024 / MiB:.2f} GiB"
-
-
-def met(ok: bool) -> str:
-    return "met" if ok else "NOT MET"
-
-
-def measure_file(kind: str, path: str, meta: dict[str, Any], repeat: int) -> list[tuple[str, str, str, bool]]:
+def measure_file(kind: str, path: str, meta: dict[str, Any], repeat: int) -> list[Target]:
     size = os.path.getsize(path)
     runs: dict[str, list[dict[str, Any]]] = {"plain": [], "replay": [], "observe": []}
     for _ in range(repeat):  # interleaved, so that a slow spell of the machine hits all modes alike
@@ -1061,11 +999,7 @@ def profile(args: argparse.Namespace, meta: dict[str, Any]) -> None:
             pass
         prof.disable()
     print(f"{args.profile} of {Path(path).name} under cProfile: {time.perf_counter() - t0:.2f} s")
-    for order in (["cumulative", "tottime"] if args.sort == "both" else [args.sort]):
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats(order).print_stats(args.top)
-        print(f"-- top {args.top} by {order}")
-        print(buf.getvalue().split("\n\n", 1)[-1].strip("\n"), "\n")
+    print_profile(prof, args.sort, args.top)
 
 
 def main() -> int:
@@ -1085,7 +1019,7 @@ def main() -> int:
     args = ap.parse_args()
 
     if args.seed is None:
-        args.seed = _bench_engine().SEED
+        args.seed = import_bench("engine").SEED
     if args.worker:
         args.file = args.profile_file
         print(json.dumps(WORKERS[args.worker](args)))
@@ -1093,9 +1027,7 @@ def main() -> int:
 
     seed = args.seed
     params = gen_params(args.small, seed)
-    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ciliary-bench-replay-"))
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir(args.keep, "ciliary-bench-replay-") as tmp:
         if args.profile:
             meta = prepare(tmp, params)
             profile(args, meta)
@@ -1119,18 +1051,12 @@ def main() -> int:
             g = meta[f"{kind}_gen"]
             print(f"  flows-{kind}.jsonl: {g['flows']:,} flows from {g['sessions']:,} connections, "
                   f"{fmt_b(g['bytes'])}, generated in {fmt_s(g['seconds'])}")
-        targets: list[tuple[str, str, str, bool]] = []
+        targets: list[Target] = []
         for kind in ("l4", "l7"):
             targets += measure_file(kind, meta[kind], meta, args.repeat)
-        print("\n== targets")
-        width = max(len(t[0]) for t in targets)
-        for name, target, value, ok in targets:
-            print(f"  {name.ljust(width)}  {target:>7}  {value:<44} {met(ok)}")
+        print_targets(targets, target_width=7, value_width=44)
         print("\n(replay loop: engine built beforehand; the CLI wall time includes process start, the engine "
               "build and writing JSON; peak RSS from wait4 of each child process)")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
