@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ciliary.model import cilium as api
-from ciliary.model.policy import KIND_KNP
 from ciliary.workflows.lint.context import LintContext, find_path
 from ciliary.workflows.lint.findings import CHECKS_BY_ID, Finding
 
@@ -28,32 +26,27 @@ _WHY_NOT = {
 
 
 def check_deprecated(ctx: LintContext) -> Iterator[Finding]:
-    for lp in ctx.policies.values():
-        if lp.kind == KIND_KNP:
-            continue
-        obj = lp.obj
-        assert isinstance(obj, api.CiliumNetworkPolicy | api.CiliumClusterwideNetworkPolicy)
-        for rpath, rule in obj.rules():
-            for key, elements in (("ingress", rule.ingress), ("ingressDeny", rule.ingress_deny),
-                                  ("egress", rule.egress), ("egressDeny", rule.egress_deny)):
-                for i, el in enumerate(elements or []):
-                    req = "fromRequires" if key.startswith("ingress") else "toRequires"
-                    if getattr(el, "from_requires" if req == "fromRequires" else "to_requires", None):
+    for lp, rpath, rule in ctx.cilium_rules():
+        for key, elements in (("ingress", rule.ingress), ("ingressDeny", rule.ingress_deny),
+                              ("egress", rule.egress), ("egressDeny", rule.egress_deny)):
+            for i, el in enumerate(elements or []):
+                req = "fromRequires" if key.startswith("ingress") else "toRequires"
+                if getattr(el, "from_requires" if req == "fromRequires" else "to_requires", None):
+                    yield ctx.finding(
+                        CIL016, lp,
+                        f"`{req}` is deprecated since Cilium 1.17 and removed in 1.19: policies using it stop loading on upgrade",
+                        f"express the requirement in the peer selectors themselves (add the labels to `{req.replace('Requires', 'Endpoints')}`)",
+                        sub=(*rpath, key, i, req),
+                    )
+                for k, pr in enumerate(getattr(el, "to_ports", None) or []):
+                    rules = getattr(pr, "rules", None)
+                    if rules is not None and rules.kafka:
                         yield ctx.finding(
                             CIL016, lp,
-                            f"`{req}` is deprecated since Cilium 1.17 and removed in 1.19: policies using it stop loading on upgrade",
-                            f"express the requirement in the peer selectors themselves (add the labels to `{req.replace('Requires', 'Endpoints')}`)",
-                            sub=(*rpath, key, i, req),
+                            "Kafka L7 rules are deprecated in Cilium, and the newest CiliumNetworkPolicy CRD no longer has `kafka`",
+                            "filter Kafka at L3/L4, or move topic control to the broker's ACLs",
+                            sub=(*rpath, key, i, "toPorts", k, "rules", "kafka"),
                         )
-                    for k, pr in enumerate(getattr(el, "to_ports", None) or []):
-                        rules = getattr(pr, "rules", None)
-                        if rules is not None and rules.kafka:
-                            yield ctx.finding(
-                                CIL016, lp,
-                                "Kafka L7 rules are deprecated in Cilium, and the newest CiliumNetworkPolicy CRD no longer has `kafka`",
-                                "filter Kafka at L3/L4, or move topic control to the broker's ACLs",
-                                sub=(*rpath, key, i, "toPorts", k, "rules", "kafka"),
-                            )
 
 
 def check_not_evaluated(ctx: LintContext) -> Iterator[Finding]:
@@ -78,22 +71,17 @@ def check_not_evaluated(ctx: LintContext) -> Iterator[Finding]:
 def check_default_deny_without_section(ctx: LintContext) -> Iterator[Finding]:
     """`enableDefaultDeny.<dir>: true` on a rule with no element for that direction: Cilium
     creates no rule for it, so the direction is not turned to default deny (semantics §3.2)."""
-    for lp in ctx.policies.values():
-        if lp.kind == KIND_KNP:
+    for lp, rpath, rule in ctx.cilium_rules():
+        dd = rule.enable_default_deny
+        if dd is None:
             continue
-        obj = lp.obj
-        assert isinstance(obj, api.CiliumNetworkPolicy | api.CiliumClusterwideNetworkPolicy)
-        for rpath, rule in obj.rules():
-            dd = rule.enable_default_deny
-            if dd is None:
-                continue
-            for w, on, allow, deny in (("ingress", dd.ingress, rule.ingress, rule.ingress_deny),
-                                       ("egress", dd.egress, rule.egress, rule.egress_deny)):
-                if on and not allow and not deny:
-                    yield ctx.finding(
-                        CIL015, lp,
-                        f"`enableDefaultDeny.{w}: true` has no effect: the rule has no {w} or {w}Deny element, "
-                        f"so it does not turn {w} to default deny",
-                        f"add `{w}: [{{}}]` for default deny in {w}",
-                        sub=(*rpath, "enableDefaultDeny", w),
-                    )
+        for w, on, allow, deny in (("ingress", dd.ingress, rule.ingress, rule.ingress_deny),
+                                   ("egress", dd.egress, rule.egress, rule.egress_deny)):
+            if on and not allow and not deny:
+                yield ctx.finding(
+                    CIL015, lp,
+                    f"`enableDefaultDeny.{w}: true` has no effect: the rule has no {w} or {w}Deny element, "
+                    f"so it does not turn {w} to default deny",
+                    f"add `{w}: [{{}}]` for default deny in {w}",
+                    sub=(*rpath, "enableDefaultDeny", w),
+                )

@@ -9,7 +9,6 @@ from typing import Any
 
 from ciliary.identity.labels import LabelSet
 from ciliary.identity.selector import OP_EXISTS, OP_IN, Requirement, Selector
-from ciliary.model import cilium as api
 from ciliary.model.errors import Path
 from ciliary.model.policy import KIND_KNP, LoadedPolicy
 from ciliary.policy.rules import INGRESS, NS_LABEL, PolicyEntry
@@ -168,23 +167,20 @@ def check_empty_selectors(ctx: LintContext) -> Iterator[Finding]:
     for lp in ctx.policies.values():
         if lp.kind == KIND_KNP:
             yield from _knp_empty(ctx, lp)
-            continue
-        obj = lp.obj
-        assert isinstance(obj, api.CiliumNetworkPolicy | api.CiliumClusterwideNetworkPolicy)
+    for lp, rpath, rule in ctx.cilium_rules():
         clusterwide = lp.namespace == ""
-        for rpath, rule in obj.rules():
-            for attr, key in _SECTIONS:
-                elements = getattr(rule, attr)
-                if elements is not None and not elements:
-                    yield ctx.finding(
-                        CIL006, lp,
-                        f"`{key}: []` creates no rule: {key.removesuffix('Deny').lower()} is not turned to default deny by it "
-                        "and nothing is allowed or denied",
-                        f"for default deny write `{key.removesuffix('Deny')}: [{{}}]`; otherwise remove the empty list",
-                        sub=(*rpath, key),
-                    )
-                for i, el in enumerate(elements or []):
-                    yield from _element_empty(ctx, lp, (*rpath, key, i), el, clusterwide)
+        for attr, key in _SECTIONS:
+            elements = getattr(rule, attr)
+            if elements is not None and not elements:
+                yield ctx.finding(
+                    CIL006, lp,
+                    f"`{key}: []` creates no rule: {key.removesuffix('Deny').lower()} is not turned to default deny by it "
+                    "and nothing is allowed or denied",
+                    f"for default deny write `{key.removesuffix('Deny')}: [{{}}]`; otherwise remove the empty list",
+                    sub=(*rpath, key),
+                )
+            for i, el in enumerate(elements or []):
+                yield from _element_empty(ctx, lp, (*rpath, key, i), el, clusterwide)
 
 
 def _element_empty(ctx: LintContext, lp: LoadedPolicy, path: Path, el: Any, clusterwide: bool) -> Iterator[Finding]:

@@ -10,11 +10,12 @@ Contracts:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ciliary.cluster.endpoints import Endpoint
+from ciliary.model import cilium as api
 from ciliary.model.errors import Path, format_path
 from ciliary.model.policy import LoadedPolicy, PolicyRef
 from ciliary.policy.engine import EndpointPolicy, PolicyEngine
@@ -110,6 +111,14 @@ class LintContext:
 
     def pod_groups(self) -> Iterable[Group]:
         return (g for g in self.groups if not g.rep.is_host)
+
+    def cilium_rules(self) -> Iterator[tuple[LoadedPolicy, Path, api.Rule]]:
+        """Every rule (`spec`, `specs[i]`) of the Cilium policies, with its path, as loaded."""
+        for lp in self.policies.values():
+            obj = lp.obj
+            if isinstance(obj, api.CiliumNetworkPolicy | api.CiliumClusterwideNetworkPolicy):
+                for rpath, rule in obj.rules():
+                    yield lp, rpath, rule
 
     # -- reporting -------------------------------------------------------------------------
     def finding(
