@@ -1,0 +1,11 @@
+"""The datapath edge: policies enforced by a real Linux datapath on one host.
+
+Modules: `netns` (plain helpers: namespaces, `ip` batches, switching a thread's network
+namespace, marked long-running processes), `lab` (a cluster snapshot's pods as network
+namespaces in Cilium's routed topology), `podserver` (the echo/HTTP server inside them),
+`prober` (many probes at once from one namespace), `ruleset` and `compile` (policy maps as
+nftables sets and chains), `events` (datapath verdict events as Hubble flows).
+
+Building anything needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN). The package sits above the
+workflows: it may import any ciliary layer below it, and nothing below imports it.
+"""
