@@ -125,3 +125,32 @@ def test_a_flow_that_does_not_say_is_reply_is_one_when_conntrack_would_make_it_o
     assert [(rf.predicted, rf.reason) for rf in (first, second, third)] == [
         ("DROPPED", "decided"), ("DROPPED", "follows its connection"), ("DROPPED", "follows its connection")]
     assert first.verdict is not None and str(first.verdict.connection.src) == "monitoring/prometheus-0"
+
+
+def test_a_policy_verdict_event_reports_its_own_direction(tmp_path: Path) -> None:
+    """Cilium emits a policy verdict per enforced direction, where that side decides: the
+    source's node reports the egress verdict (here AUDIT: the source is in audit mode), the
+    destination's node the ingress one (here a drop). Replay predicts each event at its own
+    point; the connection's verdict (what diff counts) is the drop."""
+    lint = Path(__file__).parent.parent / "examples" / "lint"
+    pol = tmp_path / "p.yaml"
+    pol.write_text(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: fe-out, namespace: shop}\n"
+        "spec:\n  endpointSelector: {matchLabels: {app: frontend}}\n  egress:\n  - toEntities: [world]\n"
+        "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: be-in, namespace: shop}\n"
+        "spec:\n  endpointSelector: {matchLabels: {app: backend}}\n  ingress:\n  - fromEntities: [world]\n")
+    engine = build_engine(lint / "cluster.yaml", [pol], AgentConfig().with_overrides(audit_mode_endpoints=("shop/frontend-*",)))
+    base = {"IP": {"source": "10.10.1.21", "destination": "10.10.2.22", "ipVersion": "IPv4"},
+            "l4": {"TCP": {"source_port": 40000, "destination_port": 8080, "flags": {"SYN": True}}},
+            "source": {"namespace": "shop", "pod_name": "frontend-1"}, "destination": {"namespace": "shop", "pod_name": "backend-1"},
+            "Type": "L3_L4", "is_reply": False}
+    flows = tmp_path / "f.jsonl"
+    lines = [
+        {**base, "verdict": "AUDIT", "traffic_direction": "EGRESS", "event_type": {"type": 5}},
+        {**base, "verdict": "DROPPED", "drop_reason_desc": "POLICY_DENIED", "traffic_direction": "INGRESS", "event_type": {"type": 1, "sub_type": 133}},
+        {**base, "l4": {"TCP": {"source_port": 40001, "destination_port": 8080}}, "verdict": "FORWARDED", "traffic_direction": "EGRESS", "event_type": {"type": 4}},
+    ]
+    flows.write_bytes(b"".join(orjson.dumps({"flow": f}) + b"\n" for f in lines))
+    out = list(replay(engine, [str(flows)], report=ReplayReport()))
+    assert [(r.predicted, r.connection) for r in out] == [("AUDIT", "DROPPED"), ("DROPPED", "DROPPED"), ("DROPPED", "DROPPED")]
+    assert out[0].flow["traffic_direction"] == "EGRESS" and out[1].flow["traffic_direction"] == "INGRESS"

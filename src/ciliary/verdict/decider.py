@@ -89,6 +89,19 @@ class Decision(msgspec.Struct):
     fields_of: Decision | None = None
     _fields: tuple[dict[str, Any], frozenset[str]] | None = None
     _reads_headers: bool | None = None
+    _views: dict[str, Decision] | None = None
+
+    def at(self, direction: str) -> Decision:
+        """This decision as a policy-verdict event of `direction` reports it
+        (`Verdict.observed_at`); made once per direction."""
+        views = self._views
+        if views is None:
+            views = self._views = {}
+        hit = views.get(direction)
+        if hit is None:
+            v = self.verdict.observed_at(direction)
+            hit = views[direction] = self if v is self.verdict else Decision(self.key, v, v.predicted)
+        return hit
 
     def hubble_fields(self) -> tuple[dict[str, Any], frozenset[str]]:
         """The Hubble flow fields this decision sets, and those it removes (made once)."""

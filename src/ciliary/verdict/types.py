@@ -23,7 +23,7 @@ from ciliary.model.policy import PolicyRef
 from ciliary.policy.engine import DirectionPolicy, node_name
 from ciliary.policy.mapstate import MATCH_NONE, MapEntry
 from ciliary.policy.ports import PROTO_ICMP, PROTO_ICMPV6, PROTO_NAMES
-from ciliary.policy.rules import INGRESS, PolicyEntry
+from ciliary.policy.rules import EGRESS, INGRESS, PolicyEntry
 
 if TYPE_CHECKING:  # imported lazily at run time: only flows with a request need them
     from ciliary.l7.http import HTTPRequest
@@ -240,6 +240,24 @@ class Verdict(msgspec.Struct):
     def predicted(self) -> str:
         """The flow's verdict as Hubble would show it: DROPPED when a proxy denied the request."""
         return DROPPED if self.l7 is not None and self.l7.verdict == DROPPED else self.verdict
+
+    def observed_at(self, direction: str) -> Verdict:
+        """What a policy-verdict event of one direction reports: Cilium emits one per
+        enforced direction, where that side decides (the source's node for EGRESS, the
+        destination's for INGRESS), carrying only that side's verdict and policies. An
+        INGRESS event exists only if the packet got past egress: when egress drops, the
+        connection's own verdict (dropped at EGRESS) is what happens instead."""
+        if direction == "EGRESS":
+            side = self.egress
+            other = SideVerdict(INGRESS, None, reason="not evaluated where the egress verdict is made")
+            return Verdict(self.connection, side.verdict, side.drop_reason_desc, direction, side.match_type,
+                           side, other, self.src_identity, self.dst_identity, side.l7)
+        if direction != "INGRESS" or self.egress.verdict == DROPPED or not self.ingress.applies:
+            return self
+        side = self.ingress
+        other = SideVerdict(EGRESS, None, reason="not evaluated where the ingress verdict is made")
+        return Verdict(self.connection, side.verdict, side.drop_reason_desc, direction, side.match_type,
+                       other, side, self.src_identity, self.dst_identity, side.l7)
 
     def hubble_fields(self) -> tuple[dict[str, Any], frozenset[str]]:
         """The fields of a Hubble flow this verdict sets (verdict, drop reason, direction,

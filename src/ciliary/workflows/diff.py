@@ -179,7 +179,7 @@ def diff_policies(
         r_old, r_new = ReplayReport(), ReplayReport()
         for a, b in zip(replay(old, sources, strict=strict, report=r_old), replay(new, sources, strict=strict, report=r_new), strict=True):
             rep.flows += 1
-            if (a.predicted == DROPPED) == (b.predicted == DROPPED):
+            if (a.connection == DROPPED) == (b.connection == DROPPED):
                 continue
             f = b.flow
             if f.get("is_reply"):
@@ -187,7 +187,7 @@ def diff_policies(
             src, dst = f.get("source") or {}, f.get("destination") or {}
             ips = f.get("IP") or {}
             plabel = port_label(f)
-            k = (workload_of_flow_side(src, ips.get("source")), workload_of_flow_side(dst, ips.get("destination")), plabel, a.predicted, b.predicted)
+            k = (workload_of_flow_side(src, ips.get("source")), workload_of_flow_side(dst, ips.get("destination")), plabel, a.connection, b.connection)
             c = changes.setdefault(k, FlowChange(*k))
             c.count += 1
             if b.verdict is not None:

@@ -62,7 +62,14 @@ class ReplayedFlow(msgspec.Struct):
     source: FlowLine
     decision: Decision | None = None  # the decision whose fields the output flow takes
     override: str | None = None  # the output verdict, when it is not the decision's
+    # The connection's verdict when the flow reports one direction's (a policy-verdict
+    # event): what happens to the traffic, which `predicted` may not say (diff counts it).
+    connection_verdict: str | None = None
     _out: JSON | None = None
+
+    @property
+    def connection(self) -> str:
+        return self.connection_verdict if self.connection_verdict is not None else self.predicted
 
     @property
     def flow(self) -> JSON:
@@ -181,6 +188,16 @@ def replay(
     return itertools.chain.from_iterable(read(src) for src in sources)
 
 
+def _observation_point(f: FlowHead) -> str | None:
+    """The direction a policy-verdict event (monitor type 5) reports, None for any other
+    flow (drops, traces and L7 records tell what happened to the connection)."""
+    ev = f.event_type
+    if ev is None or ev.type != 5 or f.l7 is not None:
+        return None
+    d = f.traffic_direction
+    return d if d in ("EGRESS", "INGRESS") else None
+
+
 # (protocol, source address, source port, destination address, destination port)
 _Tuple5 = tuple[int, str, int, str, int]
 
@@ -225,6 +242,21 @@ class _Replayer:
                 return self.follow(known, recorded, is_reply, fl)
         return self.judge(f, fl, recorded, sip, dip, proto, sport, dport, is_reply)
 
+    @staticmethod
+    def point_view(d: Decision, f: FlowHead, is_reply: bool) -> Decision:
+        """The decision a flow reports: a policy-verdict event of an enforced direction
+        reports that direction's verdict (`Decision.at`) when it differs from the
+        connection's (an egress event allowed at the source, the connection dropped at the
+        destination's ingress); every other flow, the connection's."""
+        point = None if is_reply else _observation_point(f)
+        if point is None:
+            return d
+        side = d.verdict.egress if point == "EGRESS" else d.verdict.ingress
+        if not side.enforced:
+            return d  # Cilium emits policy verdicts only for enforced directions
+        view = d.at(point)
+        return view if view.verdict.verdict != d.verdict.verdict else d
+
     def unmarked_reply(self, f: FlowHead, proto: int, sip: str, sport: int, dip: str, dport: int) -> bool:
         conns, peers = self.conns, self.peers
         return unmarked_reply(
@@ -239,15 +271,18 @@ class _Replayer:
 
     def follow(self, known: Decision, recorded: str, is_reply: bool, fl: FlowLine) -> ReplayedFlow:
         """A flow of a connection already decided (conntrack): the connection's verdict; a
-        reply of a dropped connection never happens, one of an allowed one keeps its own."""
-        predicted = known.verdict.verdict
-        decision: Decision | None = known
-        if predicted != DROPPED:
+        reply of a dropped connection never happens, one of an allowed one keeps its own.
+        A policy-verdict event reports its own direction's verdict (`Decision.at`)."""
+        view = self.point_view(known, fl.head, is_reply)
+        predicted = view.verdict.verdict
+        decision: Decision | None = view
+        if predicted != DROPPED and view is known:
             decision = None
             if is_reply:
                 predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
         override = None if predicted == recorded else predicted
-        return self.count(ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, fl.lineno, fl, decision, override))
+        conn = known.verdict.verdict if view is not known else None
+        return self.count(ReplayedFlow(recorded, predicted, None, _FOLLOWS, self.file, fl.lineno, fl, decision, override, conn))
 
     def judge(
         self, f: FlowHead, fl: FlowLine, recorded: str, sip: str, dip: str, proto: int, sport: int, dport: int,
@@ -291,14 +326,16 @@ class _Replayer:
             # Forget the oldest connections, like conntrack garbage collection.
             for old in list(conns)[: _MAX_CONNECTIONS // 10]:
                 del conns[old]
-        v, predicted, override = d.verdict, d.predicted, None
         if not is_reply:
             decider.note_connection(pair, d, now)
-        elif predicted != DROPPED:
+        view = d if request is not None else self.point_view(d, f, is_reply)
+        v, predicted, override = view.verdict, view.predicted, None
+        if is_reply and predicted != DROPPED:
             override = predicted = recorded if recorded and recorded != DROPPED else "FORWARDED"
         if v.verdict == AUDIT:
             self.audit(f, v, sip, dip, proto, sport, dport, is_reply)
-        return self.count(ReplayedFlow(recorded, predicted, v, "decided", self.file, fl.lineno, fl, d, override))
+        conn = d.predicted if view is not d else None
+        return self.count(ReplayedFlow(recorded, predicted, v, "decided", self.file, fl.lineno, fl, view, override, conn))
 
     def dns_answer(
         self, f: FlowHead, fl: FlowLine, recorded: str, dns: JSON, sip: str, dip: str, proto: int, sport: int,
