@@ -34,7 +34,7 @@ from ciliary.cli import (
 )
 def observe(ctx: typer.Context) -> None:
     """Read, filter and print Hubble flows like `hubble observe`: ciliary observe FILE...
-    [filters] [-o compact|dict|json|jsonpb|table]. FILE '-' (or none) reads stdin.
+    [filters] [-o compact|dict|json|jsonpb|table] [-f]. FILE '-' (or none) reads stdin.
     Run `ciliary observe --help` for the filter flags."""
     from ciliary.workflows.observe import run_observe_cli
 
@@ -58,6 +58,8 @@ Filters (values of one flag are ORed, different flags ANDed; --not negates the n
   --[from-|to-]port, --[from-|to-]workload, --[from-|to-]identity, --traffic-direction,
   --interface, --encrypted/--unencrypted, --reply, --not, --allowlist/--denylist JSON
 Selection: --since, --until (RFC 3339 or relative, e.g. 1h), --first N, --last N, --all
+  -f/--follow: then keep printing the flows appended to FILE (one file; across rotations)
+  until Ctrl-C or SIGTERM (exit 0); --last N applies to what FILE holds at the start
 Output: -o compact|dict|json|jsonpb|table, --print-node-name, --time-format, --numeric,
   --print-raw-filters
 Input: --strict (stop at the first bad line), --validate (type-check every flow)

@@ -14,27 +14,47 @@ allow/deny filters apply, then `--first N` (stop after N) or `--last N` (keep th
 they are printed at the end). Without `--first/--last` every matching flow is printed, as
 hubble does for `--input-file`.
 
+With `--follow` (`-f`; one FILE) observe then keeps reading the lines appended to the file,
+`tail -F` style, and prints those that match as they come, until `stop` is set:
+
+    stop = threading.Event()
+    for line in observe(["flows.jsonl"], ObserveOptions(follow=True, last=5), stop=stop):
+        print(line, flush=True)   # another thread (or a signal handler) calls stop.set()
+
+The file is polled (every `poll_interval`, 0.2 s), a partial last line is held until its
+newline arrives, and when the file is replaced by a new one of the same name (the flow
+exporter's and the agent's rotation rename it to `FILE.1`) the rest of the old file is read
+and the new one followed from its start; a file truncated in place is read again from its
+start. `--last N` applies to what the file holds when observe starts; `--until` is ignored,
+as hubble ignores it with `--follow`; `--first` and `-o table` are refused, as hubble does.
+
 `parse_observe_args(argv)` parses hubble-style arguments, including the order-sensitive
 `--not` (it negates the next filter flag only), for a CLI to hand over unparsed arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ciliary.flows.codec import (
+    STDIN,
     BadLine,
     FlowReadError,
     OnBadLine,
     ReadStats,
     display_name,
     iter_raw,
+    read_flow,
 )
 from ciliary.flows.filter import FilterFlags, build_flow_filters
 from ciliary.flows.flowfilter import FilterError, FlowFilter
@@ -44,12 +64,16 @@ from ciliary.flows.printer import OUTPUT_FORMATS, Printer, PrinterOptions
 
 JSON = dict[str, Any]
 LAST_MAX: Final = 1_000_000
+POLL_INTERVAL: Final = 0.2  # seconds between polls of a followed file
+# What stops `observe --follow`: an Event (waits wake up when it is set) or a predicate.
+StopSignal = threading.Event | Callable[[], bool]
 
 __all__ = [
     "ObserveCounts",
     "ObserveOptions",
     "ObserveRequest",
     "ObserveRun",
+    "StopSignal",
     "flow_selector",
     "observe",
     "parse_observe_args",
@@ -73,6 +97,7 @@ class ObserveOptions:
     first: int = 0
     last: int = 0
     all: bool = False
+    follow: bool = False  # then keep reading the (one) file as it grows: `observe(stop=...)`
     print_node_name: bool = False
     time_format: str = "StampMilli"
     ip_translation: bool = True  # --numeric sets False
@@ -179,7 +204,10 @@ def flow_selector(
     own `time` (hubble compares the envelope's, which its files write equal to it; a flow
     without one counts as the Unix epoch). Bad options raise FilterError/ValueError as in
     `observe`; the predicate raises one of TypeError, ValueError, AttributeError, KeyError,
-    IndexError on a flow it cannot read, which observe reports as a bad line."""
+    IndexError on a flow it cannot read, which observe reports as a bad line. `--follow` is
+    refused (ValueError): these commands read the files to their end."""
+    if options.follow:
+        raise ValueError("--follow is only for observe: this command reads the files to their end")
     matcher = _matcher(options)
     pred: Callable[[JSON], bool] | None = None if matcher.is_trivial else matcher.predicate
     now_ns = _now_ns(now)
@@ -204,6 +232,9 @@ def observe(
     now: datetime | int | float | None = None,
     *,
     on_bad: OnBadLine | None = None,
+    stop: StopSignal | None = None,
+    on_idle: Callable[[], None] | None = None,
+    poll_interval: float = POLL_INTERVAL,
 ) -> ObserveRun:
     """Filter and render the flows of `paths` (`-` = stdin) like `hubble observe`.
 
@@ -213,6 +244,12 @@ def observe(
     `--since/--until`. `on_bad` is called for each bad line as it is met (lines are also
     counted and the first 1000 kept in `counts.bad_line_reports`); with `options.strict` the
     first bad line raises `FlowReadError` during iteration instead.
+
+    With `options.follow`, `paths` is one file, followed as it grows (module docstring)
+    until `stop` is set (an Event, or a predicate polled at least every `poll_interval`
+    seconds; without one, until the iteration is abandoned). Iteration blocks while the file
+    does not grow; `on_idle` is called each time everything there is has been yielded (a
+    CLI flushes its output there). `counts` is brought up to date whenever it idles.
     """
     opts = options if options is not None else ObserveOptions()
     if output not in OUTPUT_FORMATS:
@@ -231,7 +268,13 @@ def observe(
         ),
     )
     counts = ObserveCounts()
-    gen = _run(list(paths), opts, matcher, printer, since, until, counts, on_bad)
+    if opts.follow:
+        path = _check_follow(paths, opts, output)
+        stopped, wait = _stop_fns(stop)
+        follow = _Follow(stopped, wait, min(max(poll_interval, 0.001), POLL_INTERVAL), on_idle)
+        gen = _run_follow(path, opts, matcher, printer, since, counts, on_bad, follow)
+    else:
+        gen = _run(list(paths), opts, matcher, printer, since, until, counts, on_bad)
     return ObserveRun(gen, counts)
 
 
@@ -356,15 +399,172 @@ def _run(
         tally.sync()
 
 
+# ---- --follow ----------------------------------------------------------------------------------
+
+
+def _check_follow(paths: Sequence[str | Path], opts: ObserveOptions, output: str) -> Path:
+    """The one file `--follow` reads; ValueError (hubble's words where it has them) if the
+    request cannot be followed."""
+    if opts.first:
+        raise ValueError("cannot set both --first and --follow")
+    if output in ("table", "tab"):
+        raise ValueError("table output format is not compatible with follow mode")
+    if len(paths) != 1:
+        raise ValueError(f"--follow follows one FILE, got {len(paths)}")
+    path = paths[0]
+    if isinstance(path, str) and path == STDIN:
+        raise ValueError("--follow needs a FILE: stdin is read as it comes without it")
+    if Path(path).suffix == ".gz":
+        raise ValueError(f"--follow cannot follow a compressed file: {path}")
+    return Path(path)
+
+
+def _stop_fns(stop: StopSignal | None) -> tuple[Callable[[], bool], Callable[[float], object]]:
+    """(is it stopped?, wait up to N seconds) of a stop signal."""
+    if stop is None:
+        return (lambda: False), time.sleep
+    if isinstance(stop, threading.Event):
+        return stop.is_set, stop.wait
+    return stop, time.sleep
+
+
+@dataclass(frozen=True)
+class _Follow:
+    stopped: Callable[[], bool]
+    wait: Callable[[float], object]
+    poll: float
+    on_idle: Callable[[], None] | None
+
+
+_CHUNK: Final = 1 << 16
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+def _file_id(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _tail_lines(path: Path, follow: _Follow) -> Generator[tuple[int, bytes] | None, None, None]:
+    """(line number, line without its newline) of every complete line of `path`, then of the
+    lines appended to it, across rotations; None each time it has caught up with the file
+    (before it waits). Ends when `follow.stopped()` says so at such a point. A leading BOM is
+    dropped; line numbers start again at 1 in a new file."""
+    f = path.open("rb", buffering=0)
+    try:
+        ident = _file_id(os.fstat(f.fileno()))
+        pending, lineno, pos = b"", 0, 0
+        while True:
+            data = f.read(_CHUNK)
+            if data:
+                pos += len(data)
+                *complete, pending = (pending + data).split(b"\n")
+                for line in complete:
+                    lineno += 1
+                    yield lineno, line.removeprefix(_BOM) if lineno == 1 else line
+                continue
+            yield None
+            if follow.stopped():
+                return
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                st = None  # mid-rotation: the new file is not there yet
+            if st is not None and _file_id(st) != ident:
+                # Replaced: finish the old file (a last line without newline included).
+                while data := f.read(_CHUNK):
+                    pending += data
+                *complete, pending = pending.split(b"\n")
+                for line in [*complete, pending] if pending else complete:
+                    lineno += 1
+                    yield lineno, line.removeprefix(_BOM) if lineno == 1 else line
+                f.close()
+                f = path.open("rb", buffering=0)
+                ident = _file_id(os.fstat(f.fileno()))
+                pending, lineno, pos = b"", 0, 0
+            elif st is not None and st.st_size < pos:
+                # Truncated in place (copytruncate): read it again from the start.
+                f.seek(0)
+                pending, lineno, pos = b"", 0, 0
+            else:
+                follow.wait(follow.poll)
+    finally:
+        f.close()
+
+
+def _run_follow(
+    path: Path,
+    opts: ObserveOptions,
+    matcher: FlowMatcher,
+    printer: Printer,
+    since: int | None,
+    counts: ObserveCounts,
+    on_bad: OnBadLine | None,
+    follow: _Follow,
+) -> Iterator[str]:
+    tally = _Tally(counts, opts.strict, on_bad)
+    stats = tally.stats
+    strict, validate = opts.strict, opts.validate
+    pred: Callable[[JSON], bool] | None = None if matcher.is_trivial else matcher.predicate
+    # `--last N` keeps the last N of what the file holds now; later flows print as they come.
+    last: deque[_Kept] | None = deque(maxlen=opts.last) if opts.last else None
+    fmt = printer.format
+    name = str(path)
+    stopped = follow.stopped
+    counts.files = 1
+    try:
+        with contextlib.closing(_tail_lines(path, follow)) as reader:
+            for item in reader:
+                if stopped():
+                    break
+                if item is None:
+                    if last is not None:
+                        yield from _replay_last(last, fmt, tally)
+                        last = None
+                    tally.sync()
+                    if follow.on_idle is not None:
+                        follow.on_idle()
+                    continue
+                lineno, line = item
+                if line.strip():
+                    stats.lines += 1
+                got = read_flow(line, lineno, name, stats, strict, validate, on_bad)
+                if got is None:
+                    continue
+                stats.flows += 1
+                f, env = got
+                try:
+                    if since is not None and _response_time_ns(f, env) < since:
+                        counts.outside_window += 1
+                        continue
+                    if pred is not None and not pred(f):
+                        continue
+                    if last is not None:
+                        counts.matched += 1
+                        last.append((f, env, name, lineno))
+                        continue
+                    lines = fmt(f, env)
+                except _FLOW_ERRORS as exc:
+                    tally.bad(name, lineno, exc)
+                    continue
+                counts.matched += 1
+                counts.printed += 1
+                yield from lines
+        yield from printer.finish()
+    finally:
+        tally.sync()
+
+
 def run_observe_cli(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """`ciliary observe FILE... [flags]` end to end: parse hubble-style `argv`, print the
     output lines to `out`, warnings (`file:line: reason` per bad line, then a summary) and
     errors to `err`. Returns the exit code: 0, or 1 on bad arguments, unreadable files or a
-    bad line under `--strict`. With no FILE it reads stdin (`-`)."""
+    bad line under `--strict`. With no FILE it reads stdin (`-`). With `--follow` it runs
+    until SIGINT or SIGTERM (then 0), flushing `out` whenever it waits for the file."""
 
     def warn(bad: BadLine) -> None:
         err.write(f"warning: {bad}\n")
 
+    stop = threading.Event()
     try:
         req = parse_observe_args(argv)
         if req.print_raw_filters:
@@ -375,11 +575,14 @@ def run_observe_cli(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             req.options,
             req.output,
             on_bad=warn,
+            stop=stop,
+            on_idle=out.flush,
         )
-        write = out.write
-        for line in run:
-            write(line)
-            write("\n")
+        with _stopped_by_signals(stop, enabled=req.options.follow):
+            write = out.write
+            for line in run:
+                write(line)
+                write("\n")
     except (ValueError, OSError) as exc:
         err.write(f"error: {exc}\n")
         return 1
@@ -390,6 +593,22 @@ def run_observe_cli(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             f"{c.matched} matched\n"
         )
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event, *, enabled: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` instead of ending the process, while inside (only in
+    the main thread, where Python runs signal handlers, and only when `enabled`)."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ---- hubble-style argument parsing -------------------------------------------------------------
@@ -404,6 +623,7 @@ class ObserveRequest:
 
 
 _SHORT: Final[dict[str, str]] = {
+    "-f": "follow",
     "-n": "namespace",
     "-l": "label",
     "-t": "type",
@@ -425,6 +645,7 @@ _OPTION_VALUE: Final = frozenset(
 # negation of --ip-translation) and `--print-raw-filters` (a request field) are set by hand.
 _SWITCH_FIELD: Final = {
     "all": "all",
+    "follow": "follow",
     "print-node-name": "print_node_name",
     "ip-translation": "ip_translation",
     "strict": "strict",
@@ -432,7 +653,7 @@ _SWITCH_FIELD: Final = {
 }
 _OPTION_BOOL: Final = frozenset({*_SWITCH_FIELD, "numeric", "print-raw-filters"})
 _UNSUPPORTED: Final = frozenset(
-    {"all-namespaces", "from-all-namespaces", "to-all-namespaces", "follow", "field-mask"}
+    {"all-namespaces", "from-all-namespaces", "to-all-namespaces", "field-mask"}
 )
 
 
