@@ -3,8 +3,8 @@
 The package holds the app and what every command shares (output, errors, building an
 engine from the common flags); each module registers one group of commands:
 `policy_commands` (validate, identities, trace, matrix), `flow_commands` (observe,
-connections, replay, diff), `authoring` (generate), `quality` (lint), `testing` (test) and
-`lab` (lab up, down, status, exec, probe)."""
+connections, replay, diff), `authoring` (generate), `quality` (lint), `testing` (test),
+`lab` (lab up, down, status, exec, probe) and `agent` (agent, agent status)."""
 
 from __future__ import annotations
 
@@ -131,5 +131,6 @@ from ciliary.cli import authoring  # noqa: E402
 from ciliary.cli import quality  # noqa: E402
 from ciliary.cli import testing  # noqa: E402
 from ciliary.cli import lab  # noqa: E402
+from ciliary.cli import agent  # noqa: E402
 
-__all__ = ["app", "authoring", "err", "fail_load", "flow_commands", "lab", "main", "out", "policy_commands", "print_json", "quality", "testing"]
+__all__ = ["agent", "app", "authoring", "err", "fail_load", "flow_commands", "lab", "main", "out", "policy_commands", "print_json", "quality", "testing"]
