@@ -10,14 +10,14 @@ loops call the same function, so that they measure ciliary as its commands run.
 
 Rules: nothing else in `ciliary` touches `gc`. These settings change time and memory only,
 never a result; library callers need not use them. `tune_gc_for_batch` and `streaming` are
-for the command line (and benchmarks); `gc_paused` may be used by any layer (the policy
-file reader does).
+for the command line (and benchmarks); `serving` for a long-running loop (the agent);
+`gc_paused` may be used by any layer (the policy file reader does).
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # Objects allocated (net) between young collections; the default (700) suits programs
@@ -61,3 +61,30 @@ def streaming() -> Iterator[None]:
         # What survived the stream is kept on purpose (connection table, caches, report):
         # freeze it too, or the first allocation after re-enabling would rescan all of it.
         gc.freeze()
+
+
+# Young-collection threshold while a long-running loop (the agent reading events) runs.
+SERVING_YOUNG_THRESHOLD = 20_000
+
+
+@contextmanager
+def serving() -> Iterator[Callable[[], None]]:
+    """A long-running loop over a built engine: what exists now is frozen (out of full
+    collections, which would walk the engine many times a second at a high event rate)
+    and young collections run every SERVING_YOUNG_THRESHOLD allocations. Yields
+    `refreeze()`, to call once a new engine replaced the old (collect the old one's
+    cycles, freeze the new). Undone on exit."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(SERVING_YOUNG_THRESHOLD, thresholds[0]), *thresholds[1:])
+    gc.freeze()
+
+    def refreeze() -> None:
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+    try:
+        yield refreeze
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -24,6 +24,7 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
+
 from ciliary.datapath.compile import (
     SETS,
     SETS_BY_NAME,
@@ -44,14 +47,22 @@ from ciliary.datapath.compile import (
     compile_node,
     diff,
 )
-from ciliary.datapath.events import VerdictEvent, export_line, flow_of, parse_prefix
+from ciliary.datapath.events import FlowMaker, export_line, parse_prefix
 from ciliary.datapath.ruleset import NFLOG_ALLOWS, NFLOG_DROPS, skeleton
 from ciliary.model.errors import LoadError
 from ciliary.policy.engine import PolicyEngine
+from ciliary.process import serving
 from ciliary.verdict.decider import Decider
 from ciliary.workflows.engine import build_engine, read_config
 
 RING = 4095  # Hubble's default event buffer capacity
+# While `run()` reads, the kernel batches each NFLOG group's packets (`NflogReader.configure`):
+# up to 31 KiB per datagram (~120 DROP events; the kernel allocates a batch's buffer at once,
+# and 32 KiB with its overhead is the largest allocation it calls cheap), sent when full or
+# at the next timer tick (flush timeout 0: at most 1/HZ, 4 ms at HZ=250), into a receive
+# buffer of 16 MiB (the kernel counts twice that) for bursts.
+EVENT_BATCH = {"qthresh": 1 << 16, "flush_timeout_cs": 0, "nlbufsiz": 31 << 10, "rcvbuf": 16 << 20}
+EVENT_UNBATCHED = {"qthresh": 1, "flush_timeout_cs": 1}  # NflogReader's defaults
 
 
 @dataclass
@@ -76,19 +87,40 @@ class AgentOptions:
         return f"{self.prefix}h*"
 
 
+_FLOW_BUFFER = 1 << 20  # a drain's lines reach the file in a few writes (flushed after each drain)
+
+
 class FlowLog:
-    """JSON lines, rotated by size like Hubble's exporter (file, file.1 ... file.N)."""
+    """JSON lines, rotated by size like Hubble's exporter (file, file.1 ... file.N).
+
+    Compact JSON (orjson: the bytes of ``json.dumps(line, separators=(",", ":"))`` for the
+    ASCII text of flows; any other text as UTF-8 rather than escapes), keys in the line's
+    order. `write_many` writes a batch and flushes once; a file is rotated after the line
+    that makes it reach `max_bytes` (0: never)."""
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         self.path, self.max_bytes, self.backups = path, max_bytes, backups
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = path.open("ab")
+        self._f = path.open("ab", buffering=_FLOW_BUFFER)
+        self._size = self._f.tell()
 
     def write(self, line: dict[str, Any]) -> None:
-        self._f.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
-        self._f.flush()
-        if self.max_bytes and self._f.tell() >= self.max_bytes:
-            self._rotate()
+        self.write_many((line,))
+
+    def write_many(self, lines: Iterable[dict[str, Any]]) -> None:
+        f, dumps, newline, limit = self._f, orjson.dumps, orjson.OPT_APPEND_NEWLINE, self.max_bytes
+        size = self._size
+        try:
+            for line in lines:
+                data = dumps(line, option=newline)
+                f.write(data)
+                size += len(data)
+                if limit and size >= limit:
+                    self._rotate()
+                    f, size = self._f, 0
+        finally:
+            self._size = size
+            f.flush()
 
     def _rotate(self) -> None:
         self._f.close()
@@ -100,7 +132,7 @@ class FlowLog:
             self.path.replace(self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink(missing_ok=True)
-        self._f = self.path.open("ab")
+        self._f = self.path.open("ab", buffering=_FLOW_BUFFER)
 
     def close(self) -> None:
         self._f.close()
@@ -141,6 +173,7 @@ class Agent:
         self._stop = threading.Event()
         self._mtimes: dict[str, float] = {}
         self._log = FlowLog(opts.flows_out, opts.flows_out_max_bytes, opts.flows_out_max_backups) if opts.flows_out else None
+        self._flows: FlowMaker | None = None  # for self.engine and self.decider
         self.started = time.time()
 
     # -- lab -------------------------------------------------------------------------------
@@ -270,66 +303,109 @@ class Agent:
 
     # -- events ----------------------------------------------------------------------------
     def drain_events(self) -> int:
-        from ciliary.datapath.nflog import parse_ipv4, tcp_flag_names
+        """Read every queued NFLOG event of every node, publish its flow; returns how many.
 
-        n = 0
-        assert self.engine is not None and self.decider is not None
-        for rt in self.nodes.values():
-            if rt.reader is None:
-                continue
-            for pkt in rt.reader.read():
-                parsed = parse_prefix(pkt.prefix)
-                if parsed is None:
+        `FlowMaker` makes the flows `events.flow_of` makes (made anew for a new engine);
+        the lines of one drain are published together (the flow file flushed once)."""
+        from ciliary.datapath.nflog import parse_ipv4
+
+        engine, decider = self.engine, self.decider
+        assert engine is not None and decider is not None
+        maker = self._flows
+        if maker is None or maker.engine is not engine or maker.decider is not decider:
+            maker = self._flows = FlowMaker(engine, decider)
+        make = maker.flow
+        lines: list[dict[str, Any]] = []
+        try:
+            for rt in self.nodes.values():
+                if rt.reader is None:
                     continue
-                head = parse_ipv4(pkt.payload)
-                if head is None:
+                packets = rt.reader.read()
+                if not packets:
                     continue
-                action, direction, reason = parsed
-                ev = VerdictEvent(
-                    action, direction, reason, rt.name, head.src, head.dst, head.proto, head.sport or 0, head.dport or 0,
-                    head.icmp_type or 0, head.icmp_code or 0, tuple(tcp_flag_names(head.tcp_flags or "")),
-                    int(pkt.timestamp * 1e9), pkt.mark,
-                )
-                local = head.dst if direction == "ingress" else head.src
-                st = rt.state
-                enforced = st is not None and (local,) in st.elements[f"{'in' if direction == 'ingress' else 'eg'}_enforced"]
-                self.publish(flow_of(ev, self.engine, self.decider, enforced=enforced))
-                n += 1
-        self.seen += n
-        return n
+                node, st = rt.name, rt.state
+                for pkt in packets:
+                    parsed = parse_prefix(pkt.prefix)
+                    if parsed is None:
+                        continue
+                    head = parse_ipv4(pkt.payload)
+                    if head is None:
+                        continue
+                    action, direction, reason = parsed
+                    enforced = True  # only an ALLOW asks (a trace event where not enforced)
+                    if action == "ALLOW":
+                        local = head.dst if direction == "ingress" else head.src
+                        enforced = st is not None and (local,) in st.elements["in_enforced" if direction == "ingress" else "eg_enforced"]
+                    flow = make(action, direction, reason, node, head.src, head.dst, head.proto, head.sport or 0, head.dport or 0,
+                                head.icmp_type or 0, head.icmp_code or 0, head.tcp_flags, int(pkt.timestamp * 1e9), enforced=enforced)
+                    lines.append({"flow": flow, "node_name": node, "time": flow["time"]})  # export_line(flow)
+        finally:
+            if lines:
+                self._publish_lines(lines)
+                self.seen += len(lines)
+        return len(lines)
 
     def publish(self, flow: dict[str, Any]) -> None:
-        line = export_line(flow)
-        self.ring.append(line)
+        self._publish_lines([export_line(flow)])
+
+    def _publish_lines(self, lines: list[dict[str, Any]]) -> None:
+        """To the ring, the flow file, then each subscriber in order. The subscribers are
+        read after the ring has the lines: one that subscribes later finds them there."""
+        self.ring.extend(lines)
         if self._log is not None:
-            self._log.write(line)
+            self._log.write_many(lines)
         for sub in list(self.subscribers):
-            sub(line)
+            for line in lines:
+                sub(line)
 
     def lost_events(self) -> int:
         return sum(getattr(rt.reader, "lost", 0) for rt in self.nodes.values())
 
     # -- running ---------------------------------------------------------------------------
     def run(self) -> None:
-        """Read events and watch the files until `stop()` (or SIGTERM/SIGINT)."""
+        """Read events and watch the files until `stop()` (or SIGTERM/SIGINT).
+
+        While it reads, the NFLOG readers batch (`EVENT_BATCH`: an event may wait up to a
+        timer tick in the kernel) and the cyclic GC leaves the engine alone (see below);
+        both are undone when it returns, so `drain_events()` outside `run()` sees every
+        event at once."""
         import selectors
 
         sel = selectors.DefaultSelector()
-        for rt in self.nodes.values():
-            if rt.reader is not None:
-                sel.register(rt.reader.fileno(), selectors.EVENT_READ)
-        next_poll = 0.0
-        while not self._stop.is_set():
-            timeout = max(0.0, next_poll - time.monotonic())
-            if sel.get_map():
-                sel.select(timeout)
-            else:
-                self._stop.wait(timeout)
-            self.drain_events()
-            if time.monotonic() >= next_poll:
-                self.reload_if_changed()
-                next_poll = time.monotonic() + self.opts.poll_interval
-        sel.close()
+        batched = []
+        # The engine and everything start() built live as long as the agent: out of the
+        # cyclic GC's sight while run() reads (ciliary.process.serving); a new engine gets
+        # the same once the old one's cycles are collected.
+        stack = contextlib.ExitStack()
+        refreeze = stack.enter_context(serving())
+        frozen = self.engine
+        try:
+            for rt in self.nodes.values():
+                if rt.reader is not None:
+                    sel.register(rt.reader.fileno(), selectors.EVENT_READ)
+                    if hasattr(rt.reader, "configure"):  # an NflogReader: batch while reading
+                        rt.reader.configure(**EVENT_BATCH)
+                        batched.append(rt.reader)
+            next_poll = 0.0
+            while not self._stop.is_set():
+                timeout = max(0.0, next_poll - time.monotonic())
+                if sel.get_map():
+                    sel.select(timeout)
+                else:
+                    self._stop.wait(timeout)
+                self.drain_events()
+                if time.monotonic() >= next_poll:
+                    self.reload_if_changed()
+                    next_poll = time.monotonic() + self.opts.poll_interval
+                if self.engine is not frozen:
+                    refreeze()
+                    frozen = self.engine
+        finally:
+            stack.close()
+            sel.close()
+            for reader in batched:  # each event at once again for drain_events() callers
+                with contextlib.suppress(OSError):
+                    reader.configure(**EVENT_UNBATCHED)
 
     def stop(self) -> None:
         self._stop.set()

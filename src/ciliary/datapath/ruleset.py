@@ -53,7 +53,9 @@ def _policy_chain(direction: str, world: int) -> list[str]:
         b = f"{s}_{verdict}"
         lines += [
             f"  {PORTS} ip {local} . meta mark . meta l4proto . th dport @{b} {action}",
+            f"  {PORTS} ip {local} . meta mark . meta l4proto . th dport @{b}_range {action}",
             f"  {PORTS} ip {local} . meta l4proto . th dport @{b}_l4 {action}",
+            f"  {PORTS} ip {local} . meta l4proto . th dport @{b}_l4_range {action}",
             f"  meta l4proto icmp ip {local} . meta mark . icmp type @{b}_icmp {action}",
             f"  meta l4proto icmp ip {local} . icmp type @{b}_icmp4 {action}",
             f"  ip {local} . meta mark @{b}_l3 {action}",
