@@ -225,8 +225,8 @@ def test_pods_alike_keep_apart_pods_whose_audit_mode_differs() -> None:
     eps = sorted(e.pod_endpoints, key=lambda ep: ep.key)
     assert [[ep.key for ep in g] for g in decider.pods_alike(eps)] == [["app/client"], ["app/server-a"], ["app/server-b"]]
     m = compute_matrix(e, [Probe(6, 8080)], eps)
-    assert m.cells[Probe(6, 8080)]["app/client"]["app/server-a"].verdict == "DROPPED"
-    assert m.cells[Probe(6, 8080)]["app/client"]["app/server-b"].verdict == "AUDIT"
+    assert m.cell(Probe(6, 8080), "app/client", "app/server-a").verdict == "DROPPED"
+    assert m.cell(Probe(6, 8080), "app/client", "app/server-b").verdict == "AUDIT"
     # Without the audit difference, the replicas are one group.
     e = engine(cnp("deny-all-in", "endpointSelector: {matchLabels: {app: server}}\ningress: [{}]"), cluster=make_cluster(pods=pods))
     assert len(Decider(e).pods_alike(sorted(e.pod_endpoints, key=lambda ep: ep.key))) == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -199,6 +201,29 @@ class MatrixOutput(StrEnum):
     json = "json"
     csv = "csv"
     dot = "dot"
+    connlist = "connlist"
+
+
+class MatrixPorts(StrEnum):
+    all = "all"
+    containers = "containers"
+
+
+@contextmanager
+def _progress(what: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient progress bar on stderr for long work (only when stderr is a terminal)."""
+    if not (enabled and err.is_terminal):
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
 
 
 @app.command()
@@ -206,7 +231,8 @@ def matrix(
     cluster: ClusterOpt,
     policies: PoliciesOpt = None,
     config: ConfigOpt = None,
-    dport: Annotated[Optional[list[str]], typer.Option("--dport", help="PORT/PROTO to probe (repeatable). Default: every container port in the cluster.")] = None,  # noqa: UP045
+    dport: Annotated[Optional[list[str]], typer.Option("--dport", help="PORT/PROTO to probe (repeatable). Default: --ports all.")] = None,  # noqa: UP045
+    ports: Annotated[Optional[MatrixPorts], typer.Option("--ports", help="all: every port and range any policy names, and every other port (the default without --dport); containers: every container port in the cluster.")] = None,  # noqa: UP045
     namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="Only pods of these namespaces (repeatable).")] = None,  # noqa: UP045
     audit_mode: AuditOpt = False,
     enable_policy: EnablePolicyOpt = None,
@@ -214,12 +240,13 @@ def matrix(
     policy_cidr_match_mode: CidrModeOpt = None,
     enable_non_default_deny_policies: NonDefaultDenyOpt = None,
     enable_host_firewall: HostFwOpt = None,
-    output: Annotated[MatrixOutput, typer.Option("--output", "-o", help="text | json | csv | dot")] = MatrixOutput.text,
+    output: Annotated[MatrixOutput, typer.Option("--output", "-o", help="text | json | csv | dot | connlist (one line per workload pair: its allowed connections over every port)")] = MatrixOutput.text,
 ) -> None:
     """Pod-by-pod connectivity matrix per port/protocol ('.' allowed, 'X' denied), computed
-    per identity pair."""
+    per identity pair; with -o connlist, the allowed connections per workload pair."""
     from ciliary.policy.ports import PROTO_NUMBERS
-    from ciliary.workflows.matrix import Probe, compute_matrix
+    from ciliary.verdict.decider import Decider
+    from ciliary.workflows.matrix import Probe, all_port_probes, compute_matrix, merge_alike
     from ciliary.workflows.trace import parse_dport
 
     engine = engine_from(
@@ -229,26 +256,45 @@ def matrix(
         enable_non_default_deny_policies=enable_non_default_deny_policies,
         enable_host_firewall=enable_host_firewall,
     )
+    eps = sorted(engine.pod_endpoints, key=lambda e: e.key)
+    if namespace:
+        eps = [e for e in eps if e.namespace in namespace]
+    if output is MatrixOutput.connlist:
+        if dport or ports is MatrixPorts.containers:
+            err.print("error: -o connlist covers every port: no --dport or --ports containers")
+            raise typer.Exit(2)
+        from ciliary.workflows.connlist import connlist
+
+        with _progress(f"connlist of {len(eps)} pods", len(eps) > 50) as progress:
+            for line in connlist(engine, eps, progress=progress):
+                sys.stdout.write(line + "\n")
+        return
+    if dport and ports is not None:
+        err.print("error: --dport and --ports are alternatives")
+        raise typer.Exit(2)
+    all_ports = not dport and ports is not MatrixPorts.containers
     try:
         if dport:
             probes = [Probe(*parse_dport(d)) for d in dport]
+        elif all_ports:
+            probes = all_port_probes(Decider(engine), eps)
         else:
             probes = sorted({Probe(PROTO_NUMBERS.get(cp.protocol.upper(), 6), cp.port) for ep in engine.pod_endpoints for cp in ep.named_ports}, key=lambda p: (p.port, p.proto))
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--dport") from None
-    eps = sorted(engine.pod_endpoints, key=lambda e: e.key)
-    if namespace:
-        eps = [e for e in eps if e.namespace in namespace]
     if not probes:
         err.print("error: no --dport given and no container ports in the cluster")
         raise typer.Exit(2)
-    if len(eps) > 50:
-        err.print(f"computing {len(probes)} probe(s) for {len(eps)} pods ...")
-    m = compute_matrix(engine, probes, eps)
+    long = len(eps) > 50 or len(probes) > 20
+    with _progress(f"{len(probes)} probe(s) for {len(eps)} pods", long) as progress:
+        m = compute_matrix(engine, probes, eps, progress=progress)
+    if all_ports:
+        m = merge_alike(m)
+        probes = m.probes
     if output is MatrixOutput.json:
         print_json(m.as_dict())
     elif output is MatrixOutput.csv:
-        sys.stdout.write(m.as_csv())
+        sys.stdout.writelines(m.csv_lines())
     elif output is MatrixOutput.dot:
         for p in probes:
             sys.stdout.write(m.as_dot(p))

@@ -30,7 +30,7 @@ import msgspec
 from ciliary.cache import BoundedCache
 from ciliary.model.cilium import L7Rules
 from ciliary.model.policy import PolicyRef
-from ciliary.policy.ports import PROTO_ANY, PortPrefix
+from ciliary.policy.ports import PROTO_ANY, PortPrefix, port_max
 from ciliary.policy.rules import RuleOrigin
 
 WILDCARD_IDENTITY = 0
@@ -247,7 +247,7 @@ class PolicyMap:
     Lookups give the same answer as the expanded map (semantics §10.4) and are memoised.
     """
 
-    __slots__ = ("_by_port", "_cache", "_count", "_l7", "_ranges", "_segments", "_views", "direction")
+    __slots__ = ("_bounds", "_by_port", "_cache", "_count", "_l7", "_ranges", "_segments", "_selecting", "_views", "direction")
 
     def __init__(self, direction: str) -> None:
         self.direction = direction
@@ -259,6 +259,8 @@ class PolicyMap:
         self._l7: BoundedCache[int, tuple[L7Contribution, ...]] = BoundedCache(200_000)
         # proto -> (segment starts, views): ports between range boundaries share a view
         self._segments: dict[int, tuple[list[int], list[_PortView | None]]] = {}
+        self._bounds: dict[int, tuple[int, ...]] = {}  # proto -> port_bounds(proto)
+        self._selecting: dict[int, tuple[int, ...]] | None = None  # identity -> signature()
         self._count = 0
 
     def insert(
@@ -299,6 +301,8 @@ class PolicyMap:
         self._views.clear()
         self._l7.clear()
         self._segments.clear()
+        self._bounds.clear()
+        self._selecting = None
 
     def _view(self, proto: int, port: int) -> _PortView:
         """The rule entries covering (proto, port), most specific first, and their split.
@@ -329,6 +333,39 @@ class PolicyMap:
         exact = self._by_port.get((proto, port))
         view = _PortView(self.direction, exact + seg.covering) if exact else seg
         return self._views.put(pp, view)
+
+    def port_bounds(self, proto: int) -> tuple[int, ...]:
+        """Where a lookup's answer can change along `proto`'s ports (ICMP: types): the
+        sorted starts of the intervals whose every port is covered by the same rule
+        entries, 0 first. Every identity's lookup is constant on each interval."""
+        hit = self._bounds.get(proto)
+        if hit is not None:
+            return hit
+        top = port_max(proto)
+        bounds = {0}
+        for p, port in self._by_port:
+            if p == proto:
+                bounds.add(port)
+                bounds.add(port + 1)
+        for e in self._ranges.get(proto, ()):
+            bounds.add(e.port.port)
+            bounds.add(e.port.end + 1)
+        out = self._bounds[proto] = tuple(sorted(b for b in bounds if b <= top))
+        return out
+
+    def signature(self, identity: int) -> tuple[int, ...]:
+        """Which rule entries of own identities select `identity` (indexes into the map's
+        entries). Identities with one signature get the same answer from every lookup:
+        the wildcard entries are everyone's, and the own entries decide by membership."""
+        sel = self._selecting
+        if sel is None:
+            acc: dict[int, list[int]] = {}
+            for i, e in enumerate(self._all()):
+                if e.ids is not None:
+                    for ident in e.ids:
+                        acc.setdefault(ident, []).append(i)
+            sel = self._selecting = {k: tuple(v) for k, v in acc.items()}
+        return sel.get(identity, ())
 
     def _covering(self, proto: int, port: int) -> list[_RuleEntry]:
         return self._view(proto, port).covering

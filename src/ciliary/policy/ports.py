@@ -19,6 +19,13 @@ PROTO_SCTP = 132
 
 PROTO_NUMBERS = {"TCP": PROTO_TCP, "UDP": PROTO_UDP, "SCTP": PROTO_SCTP, "ICMP": PROTO_ICMP, "ICMPV6": PROTO_ICMPV6}
 PROTO_NAMES = {v: k for k, v in PROTO_NUMBERS.items()} | {PROTO_ANY: "ANY"}
+
+
+def port_max(proto: int) -> int:
+    """The highest port of `proto` (for ICMP and ICMPv6 the "port" is the type)."""
+    return 255 if proto in (PROTO_ICMP, PROTO_ICMPV6) else 65535
+
+
 # `ANY` (or empty) in toPorts means the transport protocols with ports, never ICMP.
 ANY_TRANSPORT = (PROTO_TCP, PROTO_UDP, PROTO_SCTP)
 

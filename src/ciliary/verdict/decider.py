@@ -22,11 +22,15 @@ Contracts:
   (`note_connection`, which keeps its names through the grace period).
 * `decide`, `decide_request` and `observe_dns_answer` in `ciliary.verdict.decide` are the
   plain definitions every answer here must equal (tests compare them).
+* Port sets (`decide_port_set`): a connection's verdict depends on its port only through
+  the two sides' policy-map lookups, and each map's lookup is constant between its
+  `port_bounds`; so one decision at the start of each interval between the union of both
+  sides' bounds is the decision of every port in it (tests compare every port).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import msgspec
 
@@ -34,6 +38,8 @@ from ciliary.cache import BoundedCache
 from ciliary.cluster.endpoints import Endpoint
 from ciliary.identity.allocator import Identity
 from ciliary.policy.engine import PolicyEngine, policy_key
+from ciliary.policy.ports import PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP, port_max
+from ciliary.policy.rules import EGRESS, INGRESS
 from ciliary.verdict.decide import (
     DNSObservation,
     cluster_dns,
@@ -112,6 +118,23 @@ class Decision(msgspec.Struct):
         return self._fields
 
 
+# The protocols a port set covers: the ones with ports, and ICMP (types as ports).
+PORT_SET_PROTOS = (PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMP)
+
+
+class PortInterval(NamedTuple):
+    """Every port lo..hi of `proto` (ICMP: types) decides as `decision` (decided at lo)."""
+
+    proto: int
+    lo: int
+    hi: int
+    decision: Decision
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.verdict.verdict != DROPPED
+
+
 def _decision(key: DecisionKey | None, v: Verdict, fields_of: Decision | None = None) -> Decision:
     return Decision(key, v, v.predicted, fields_of)
 
@@ -138,6 +161,7 @@ class Decider:
         self._numbers: dict[tuple[object, ...], int] = {}  # (compile key, audit mode) -> number
         self._connections: BoundedCache[DecisionKey, Decision] = BoundedCache(cache_size)
         self._requests: BoundedCache[tuple[Any, ...], Decision] = BoundedCache(cache_size // 2)
+        self._bounds: dict[tuple[int, int, int], tuple[int, ...]] = {}  # (src, dst policy numbers, proto)
 
     # -- keys ----------------------------------------------------------------------------
     def policy_number(self, ep: Endpoint | None) -> int:
@@ -208,6 +232,39 @@ class Decider:
             v = decide(self.engine, conn, matchers=self._matchers, seen=seen or self._seen(pair, now))
             d = self._connections.put(key, _decision(key, v))
         return d
+
+    # -- port sets -----------------------------------------------------------------------
+    def port_bounds(self, pair: PeerPair, proto: int) -> tuple[int, ...]:
+        """The union of both sides' policy-map bounds for `proto` (memoised per pair of
+        policy numbers: endpoints with one number have one compiled policy)."""
+        s, d = pair.src.endpoint, pair.dst.endpoint
+        key = (self.policy_number(s), self.policy_number(d), proto)
+        hit = self._bounds.get(key)
+        if hit is not None:
+            return hit
+        bounds: set[int] = {0}
+        engine = self.engine
+        if s is not None:
+            bounds.update(engine.policy(s).direction(EGRESS).policy_map.port_bounds(proto))
+        if d is not None:
+            bounds.update(engine.policy(d).direction(INGRESS).policy_map.port_bounds(proto))
+        out = self._bounds[key] = tuple(sorted(bounds))
+        return out
+
+    def decide_port_set(
+        self, pair: PeerPair, protos: tuple[int, ...] = PORT_SET_PROTOS, now: float | None = None,
+    ) -> list[PortInterval]:
+        """Every port of every protocol in `protos`, as intervals that decide alike, in
+        protocol then port order: one decision per interval, not one per port."""
+        out: list[PortInterval] = []
+        for proto in protos:
+            bounds = self.port_bounds(pair, proto)
+            top = port_max(proto)
+            last = len(bounds) - 1
+            for i, lo in enumerate(bounds):
+                hi = bounds[i + 1] - 1 if i < last else top
+                out.append(PortInterval(proto, lo, hi, self.decide_pair(pair, proto, lo, now)))
+        return out
 
     # -- requests ------------------------------------------------------------------------
     def decide_request(self, connection: Decision, request: L7Request) -> Decision:
