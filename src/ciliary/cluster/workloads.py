@@ -110,3 +110,12 @@ def unique_names(workloads: Iterable[Workload]) -> dict[Workload, str]:
                 digest = hashlib.sha256(repr(w.selector).encode()).hexdigest()[:6]
                 out[w] = f"{w.name}-{digest}"
     return out
+
+
+def deployment_of_pod_name(name: str, labels: Mapping[str, str]) -> str | None:
+    """The Deployment name of a pod named by its ReplicaSet (`<deployment>-<pod-template-hash>-<suffix>`),
+    or None when the pod's name does not carry its `pod-template-hash` label."""
+    h = labels.get("pod-template-hash")
+    if h and f"-{h}-" in name:
+        return name.split(f"-{h}-")[0]
+    return None

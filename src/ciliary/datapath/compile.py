@@ -196,7 +196,8 @@ def _icmp_range(p: PortPrefix) -> Range:
     return (p.port, min(p.end, 255))
 
 
-SPLIT = {"in_deny", "in_allow", "eg_deny", "eg_allow", "in_deny_l4", "in_allow_l4", "eg_deny_l4", "eg_allow_l4"}
+# The port sets with a `_range` partner: one-port elements here, wider ranges there.
+SPLIT = frozenset(s.name.removesuffix("_range") for s in SETS if s.name.endswith("_range"))
 
 
 class _Ranges:

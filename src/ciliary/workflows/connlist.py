@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ciliary.cluster.endpoints import Endpoint
+from ciliary.cluster.workloads import deployment_of_pod_name
 from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import PROTO_ICMP, PROTO_NAMES, PROTO_SCTP, PROTO_TCP, PROTO_UDP
 from ciliary.verdict.decider import Decider
@@ -47,9 +48,9 @@ def workload_ref(ep: Endpoint) -> WorkloadRef:
     if pod.owner:
         kind, _, name = pod.owner.partition("/")
         return WorkloadRef(pod.namespace, name or kind, kind if name else "Workload")
-    h = pod.labels.get("pod-template-hash")
-    if h and f"-{h}-" in pod.name:
-        return WorkloadRef(pod.namespace, pod.name.split(f"-{h}-")[0], "Deployment")
+    deployment = deployment_of_pod_name(pod.name, pod.labels)
+    if deployment is not None:
+        return WorkloadRef(pod.namespace, deployment, "Deployment")
     return WorkloadRef(pod.namespace, pod.name, "Pod")
 
 

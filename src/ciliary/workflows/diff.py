@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ciliary.cluster.endpoints import Endpoint
+from ciliary.cluster.workloads import deployment_of_pod_name
 from ciliary.flows.sides import port_label, workload_of_flow_side
 from ciliary.policy.engine import PolicyEngine
 from ciliary.policy.ports import PROTO_NAMES, PROTO_NUMBERS
@@ -34,11 +35,7 @@ def workload_name(ep: Endpoint) -> str:
     for k in ("app.kubernetes.io/name", "app", "k8s-app", "name"):
         if pod.labels.get(k):
             return f"{pod.namespace}/{pod.labels[k]}"
-    name = pod.name
-    h = pod.labels.get("pod-template-hash")
-    if h and f"-{h}-" in name:
-        name = name.split(f"-{h}-")[0]
-    return f"{pod.namespace}/{name}"
+    return f"{pod.namespace}/{deployment_of_pod_name(pod.name, pod.labels) or pod.name}"
 
 
 @dataclass(frozen=True, order=True)
